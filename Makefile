@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the whole suite).
+# Both create .venv and install the project; re-running is quick when pyproject.toml has not changed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/r1v4-nb demo
+
+# Browser tests drive Debian's chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' for the browser tests"; fi; }
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup browser lint
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

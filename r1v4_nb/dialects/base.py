@@ -1,0 +1,89 @@
+"""The Dialect protocol: how a model writes actions and how results go back to it.
+
+A dialect owns everything about a model's text format, in one place:
+
+- `parser()`: an incremental parser. `feed(chunk)` returns `SegmentEvent`s as
+  text streams in; the result never depends on how the stream was chunked and
+  no input makes it raise. Malformed tool calls become segments whose
+  `call.error` says what is wrong, so the agent can tell the model.
+- `stop`: the strings that end a turn after a tool call.
+- `system_prompt(mode, tools)`: the instructions for a mode.
+- `build_messages(...)`: the exact context the model sees after a list of
+  steps. Runs, the debugger and SFT all call this one function, so train-time
+  and run-time contexts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..images import Image
+from ..records import Observation, Segment, Step, ToolCall
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """`type` is open, delta or close; `text` is the new text of a delta; `segment` is set on close."""
+
+    kind: str
+    type: str
+    text: str = ""
+    segment: Segment | None = None
+
+
+class Parser(ABC):
+    @abstractmethod
+    def feed(self, chunk: str | bytes) -> list[SegmentEvent]:
+        """Consume more model output (bytes are decoded incrementally as UTF-8)."""
+
+    @abstractmethod
+    def finish(self) -> list[SegmentEvent]:
+        """End of stream: flush held-back text and close open segments (marked `closed=False`)."""
+
+    @abstractmethod
+    def close_for_stop(self) -> str:
+        """The text that closes a segment which a stop string cut off ('' if none is open)."""
+
+    @property
+    @abstractmethod
+    def segments(self) -> list[Segment]:
+        """The segments completed so far."""
+
+
+class Dialect(ABC):
+    name: str = ""
+    stop: list[str] = []
+
+    @abstractmethod
+    def parser(self) -> Parser: ...
+
+    def parse(self, text: str) -> list[Segment]:
+        p = self.parser()
+        p.feed(text)
+        p.finish()
+        return p.segments
+
+    @abstractmethod
+    def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
+        """The system prompt for `mode` (general, deepresearch, plan) listing the tools' specs."""
+
+    @abstractmethod
+    def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
+        """Content parts (text and image parts) that put one tool result back into the context."""
+
+    @abstractmethod
+    def build_messages(self, system: str, question: str, images: Sequence[Image],
+                       steps: Sequence[Step]) -> list[Message]:
+        """The context after `steps`. If the last message is the assistant's, the model continues it."""
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def image_part(image: Image) -> dict[str, Any]:
+    return {"type": "image", "image": str(image.path)}

@@ -1,0 +1,84 @@
+"""The model protocol every backend implements.
+
+Messages are chat messages in the Hugging Face shape, with images as local file
+paths::
+
+    {"role": "user", "content": [{"type": "image", "image": "/path/a.png"},
+                                 {"type": "text", "text": "What is this?"}]}
+
+When the last message has role "assistant", the backend continues that message
+(no new generation prompt): that is how dialects which put observations inline
+in the assistant stream (R1V4) resume after a tool result.
+
+A backend stops at any of the `stop` strings and does not include the stop
+string in its output (OpenAI semantics); the agent asks the dialect to close
+whatever tag the stop string cut.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import R1V4Error
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+
+class ModelError(R1V4Error):
+    """A backend failed in a way the user can act on (server down, bad path, out of memory)."""
+
+
+@dataclass
+class GenerationSettings:
+    temperature: float = 0.2
+    max_tokens: int = 2048
+    top_p: float | None = None
+    seed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Delta:
+    """A piece of streamed output. The last one has `finish_reason` (stop, length, cancelled) and `usage`."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@runtime_checkable
+class Model(Protocol):
+    name: str
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        stop: list[str],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What to record in a trajectory header about this model (name, backend, settings)."""
+        ...
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Text up to the first stop string (excluded) and whether one was found."""
+    first = -1
+    for s in stop:
+        if not s:
+            continue
+        i = text.find(s)
+        if i != -1 and (first == -1 or i < first):
+            first = i
+    return (text, False) if first == -1 else (text[:first], True)
