@@ -68,7 +68,10 @@ class Observation:
 
 @dataclass
 class Segment:
-    """A parsed piece of model output: think, text, tool_call, answer, plan (or observation, in transcripts)."""
+    """A parsed piece of model output: think, text, tool_call, code, answer, plan (observation in transcripts).
+
+    `call` is set on segments that ask for a tool (a `<tool_call>`, or `<code>` which calls the code tool).
+    """
 
     kind: str
     text: str
@@ -115,7 +118,7 @@ class ModelStep:
 
     @property
     def calls(self) -> list[ToolCall]:
-        return [s.call for s in self.segments if s.kind == "tool_call" and s.call is not None]
+        return [s.call for s in self.segments if s.call is not None]
 
     @property
     def answer(self) -> str | None:

@@ -53,6 +53,16 @@ class Parser(ABC):
     def segments(self) -> list[Segment]:
         """The segments completed so far."""
 
+    @property
+    @abstractmethod
+    def open_kind(self) -> str | None:
+        """The kind of the segment being written now, or None between segments.
+
+        After a stop string cut the stream and `close_for_stop()` was fed, a segment that is still open
+        means the stop string was inside it (e.g. `</tool_call>` inside a JSON string of code): the agent
+        then lets the model continue the same turn.
+        """
+
 
 class Dialect(ABC):
     name: str = ""

@@ -1,0 +1,38 @@
+"""Tools by name, imported on first use, and the default tool set of each mode."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from ..errors import UsageError
+from .base import Tool
+
+# name -> "module:Class" under r1v4_nb.tools; each class builds with no arguments (offline defaults).
+TOOLS = {
+    "code": "code:CodeTool",
+    "text_search": "search:TextSearchTool",
+    "image_search": "image_search:ImageSearchTool",
+    "web_visit": "web:WebVisitTool",
+}
+
+MODE_TOOLS = {
+    "general": ["code"],
+    "deepresearch": ["code", "image_search", "text_search", "web_visit"],
+    "plan": [],
+}
+
+
+def build_tool(name: str, **settings: Any) -> Tool:
+    """A tool instance by name, with its settings passed to the constructor."""
+    if name not in TOOLS:
+        raise UsageError(f"unknown tool {name!r}; choose from: {', '.join(TOOLS)}")
+    module, cls = TOOLS[name].split(":")
+    return getattr(import_module(f".{module}", __package__), cls)(**settings)
+
+
+def default_tools(mode: str) -> list[Tool]:
+    """The tools a mode uses (general: code; deepresearch: code and the three search tools; plan: none)."""
+    if mode not in MODE_TOOLS:
+        raise UsageError(f"unknown mode {mode!r}; choose from: {', '.join(MODE_TOOLS)}")
+    return [build_tool(n) for n in MODE_TOOLS[mode]]
