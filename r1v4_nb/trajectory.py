@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -155,14 +155,11 @@ class TrajectoryWriter:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._fh.flush()
 
-    def store_images(self, observation: Observation) -> Observation:
-        """The observation with its images moved into this trajectory's store."""
-        observation.images = [self.store.add(im) for im in observation.images]
-        return observation
-
     def write(self, step: Step) -> Step:
+        """Append a step; returns it with its images pointing into this trajectory's store (a copy)."""
         if isinstance(step, ToolStep):
-            self.store_images(step.observation)
+            obs = replace(step.observation, images=[self.store.add(im) for im in step.observation.images])
+            step = ToolStep(step.index, step.call, obs, step.elapsed_s)
         self._write(step.to_json(self.path.parent))
         return step
 
@@ -269,10 +266,12 @@ def _read_header(p: Path, rec: dict[str, Any], base: Path) -> Header:
         raise TrajectoryError(f"{p}:1: malformed header ({type(exc).__name__}: {exc})") from None
 
 
-def fork(source: Trajectory, step: int, out: str | Path, replacement: Sequence[Step] = ()) -> TrajectoryWriter:
+def fork(source: Trajectory, step: int, out: str | Path,
+         replacement: Sequence[Step] = ()) -> tuple[TrajectoryWriter, list[Step]]:
     """Start a branch of `source` that keeps steps before `step`, then the `replacement` steps.
 
-    Returns an open writer; the caller (usually the agent) continues the run into it.
+    Returns the open writer and the steps written so far; the caller (usually the agent) continues the
+    run into it. The source trajectory is not changed.
     """
     if not 0 <= step <= len(source.steps):
         raise TrajectoryError(f"cannot fork at step {step}: the trajectory has steps 0..{len(source.steps) - 1}")
@@ -284,13 +283,10 @@ def fork(source: Trajectory, step: int, out: str | Path, replacement: Sequence[S
         meta=dict(h.meta),
     )
     w = TrajectoryWriter(out, header)
-    kept = [s for s in source.steps if s.index < step]
-    for s in kept:
-        w.write(s)
-    for i, s in enumerate(replacement):
-        s.index = len(kept) + i
-        w.write(s)
-    return w
+    written = [w.write(s) for s in source.steps if s.index < step]
+    for s in replacement:
+        written.append(w.write(replace(s, index=len(written))))
+    return w, written
 
 
 def input_image(path: str | Path) -> Image:
