@@ -14,7 +14,7 @@ from importlib import import_module
 
 from ..errors import R1V4Error
 
-COMMANDS = ["core", "tool"]
+COMMANDS = ["core", "tool", "models"]
 
 
 class _Parser(argparse.ArgumentParser):
