@@ -6,8 +6,9 @@ printer and the notebook widgets are all just subscribers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .records import ModelStep, NoteStep, Segment, ToolCall, ToolStep
 

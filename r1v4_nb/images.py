@@ -83,8 +83,9 @@ class Image:
     @classmethod
     def from_bytes(cls, data: bytes, folder: str | Path, provenance: Provenance | None = None) -> Image:
         """Write encoded image bytes into `folder` under their hash and return the record."""
-        from PIL import Image as PILImage
         import io
+
+        from PIL import Image as PILImage
 
         try:
             with PILImage.open(io.BytesIO(data)) as im:

@@ -14,15 +14,18 @@ specification is docs/trajectory-format.md.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import R1V4Error
 from .images import Image, ImageStore, Provenance
-from .records import ModelStep, NoteStep, Observation, Step, ToolStep, step_from_json
+from .records import ModelStep, NoteStep, Step, ToolStep, step_from_json
 
 FORMAT = "r1v4-trajectory"
 VERSION = 1
@@ -150,6 +153,13 @@ class TrajectoryWriter:
         self._fh = open(self.path, "w", encoding="utf-8")
         self._write(header.to_json(self.path.parent))
         self.closed = False
+        self.count = 0  # steps written: the index the next step must have
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -157,10 +167,13 @@ class TrajectoryWriter:
 
     def write(self, step: Step) -> Step:
         """Append a step; returns it with its images pointing into this trajectory's store (a copy)."""
+        if step.index != self.count:  # the reader would reject the file: fail here, where the bug is
+            raise ValueError(f"step index {step.index} written as step {self.count} of {self.path}")
         if isinstance(step, ToolStep):
             obs = replace(step.observation, images=[self.store.add(im) for im in step.observation.images])
             step = ToolStep(step.index, step.call, obs, step.elapsed_s)
         self._write(step.to_json(self.path.parent))
+        self.count += 1
         return step
 
     def finish(self, end: End) -> None:
@@ -176,41 +189,80 @@ class TrajectoryWriter:
 
 
 def write(path: str | Path, trajectory: Trajectory) -> Path:
-    """Write a whole trajectory (e.g. an imported or edited one) to `path`."""
-    w = TrajectoryWriter(path, trajectory.header)
+    """Write a whole trajectory (an imported or edited one) to `path`, atomically; `trajectory` is not changed.
+
+    The images go into `path`'s own store first, then the JSONL appears in one rename, so a reader never
+    sees half a file and an existing file is only replaced by a complete one.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    store = ImageStore(images_dir(p))
+    h = trajectory.header
+    header = replace(h, images=[store.add(im) for im in h.images])
+    lines = [header.to_json(p.parent)]
     for s in trajectory.steps:
-        w.write(s)
+        if isinstance(s, ToolStep):
+            s = replace(s, observation=replace(s.observation,
+                                               images=[store.add(im) for im in s.observation.images]))
+        lines.append(s.to_json(p.parent))
     if trajectory.end is not None:
-        w.finish(trajectory.end)
-    else:
-        w.close()
-    return Path(path)
+        lines.append(trajectory.end.to_json())
+    atomic_write_text(p, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path` (all or nothing)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read(path: str | Path, check_images: bool = True) -> Trajectory:
-    """Read and validate a trajectory. A truncated last line is a warning; anything else malformed raises."""
+    """Read and validate a trajectory. A truncated last line is a warning; anything else malformed raises.
+
+    Every error names the file, the line (`file:line:`) and what is wrong.
+    """
     p = Path(path)
     if not p.is_file():
         raise TrajectoryError(f"{p}: no such trajectory file (check the path)")
     raw = p.read_bytes()
+    if not raw.strip():
+        raise TrajectoryError(f"{p}:1: empty file, not a trajectory")
+    complete = raw.endswith(b"\n")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise TrajectoryError(f"{p}: not UTF-8 text at byte {exc.start}; is this a trajectory file?") from None
+        last_nl = raw.rfind(b"\n")
+        if complete or exc.start <= last_nl:  # bad bytes inside a finished line: not a text file we wrote
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise TrajectoryError(f"{p}:{line}: not UTF-8 text (byte {exc.start}); "
+                                  f"is this a trajectory file?") from None
+        # a kill in the middle of a multi-byte character: the unfinished last line is dropped below anyway
+        text = raw[:last_nl + 1].decode("utf-8") + raw[last_nl + 1:].decode("utf-8", "replace")
     lines = text.split("\n")
-    complete = text.endswith("\n")
     if complete:
         lines = lines[:-1]
-    if not lines or not lines[0].strip():
-        raise TrajectoryError(f"{p}: empty file, not a trajectory")
     warnings: list[str] = []
     base = p.parent
+    store = images_dir(p)
     header: Header | None = None
     steps: list[Step] = []
     end: End | None = None
     for n, line in enumerate(lines, start=1):
         last = n == len(lines)
         if not line.strip():
+            if header is None:
+                raise TrajectoryError(f"{p}:{n}: blank line where the header should be")
             continue
         try:
             rec = json.loads(line)
@@ -221,48 +273,90 @@ def read(path: str | Path, check_images: bool = True) -> Trajectory:
             raise TrajectoryError(f"{p}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(rec, dict):
             raise TrajectoryError(f"{p}:{n}: expected a JSON object, got {type(rec).__name__}")
-        if n == 1:
+        if header is None:
             header = _read_header(p, rec, base)
+            _locate_images(p, n, header.images, store, check_images)
             continue
         if end is not None:
             raise TrajectoryError(f"{p}:{n}: a line after the end record")
         kind = rec.get("type")
         if kind == "end":
-            try:
-                end = End(rec["reason"], rec.get("answer"), float(rec.get("elapsed_s", 0.0)),
-                          rec.get("usage") or {}, rec.get("error"))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise TrajectoryError(f"{p}:{n}: malformed end record ({exc})") from None
+            end = _read_end(p, n, rec)
             continue
         try:
             step = step_from_json(rec, base)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TrajectoryError(f"{p}:{n}: malformed {kind or 'untyped'} step ({type(exc).__name__}: {exc})") from None
+            _check_step(step)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = kind if isinstance(kind, str) and kind else "untyped"
+            raise TrajectoryError(f"{p}:{n}: malformed {what} step ({type(exc).__name__}: {exc})") from None
         if step.index != len(steps):
             raise TrajectoryError(f"{p}:{n}: step index {step.index}, expected {len(steps)}")
+        if isinstance(step, ToolStep):
+            _locate_images(p, n, step.observation.images, store, check_images)
         steps.append(step)
-    assert header is not None
-    traj = Trajectory(header, steps, end, p, warnings)
-    if check_images:
-        for im in traj.all_images():
-            if not im.path.is_file():
-                raise TrajectoryError(f"{p}: image {im.sha256[:12]} missing at {im.path} "
-                                      f"(copy the {images_dir(p).name}/ folder along with the file)")
-    return traj
+    if header is None:
+        raise TrajectoryError(f"{p}:1: no header line (the file holds only a cut-off first line)")
+    return Trajectory(header, steps, end, p, warnings)
+
+
+def _locate_images(p: Path, n: int, images: list[Image], store: Path, strict: bool) -> None:
+    """Point each image at its file; a renamed trajectory finds its images by name in its own store."""
+    for im in images:
+        if im.path.is_file():
+            continue
+        moved = store / im.path.name
+        if moved.is_file():
+            im.path = moved
+        elif strict:
+            raise TrajectoryError(f"{p}:{n}: image {im.sha256[:12]} missing at {im.path} "
+                              f"(copy the {store.name}/ folder along with the file)")
+
+
+def _check_step(step: Step) -> None:
+    """Type checks that from_json does not make: a wrong type here would only fail later, far away."""
+    if isinstance(step, ModelStep):
+        if not isinstance(step.text, str):
+            raise TypeError("text must be a string")
+        for seg in step.segments:
+            if not isinstance(seg.kind, str) or not isinstance(seg.text, str):
+                raise TypeError("segment kind and text must be strings")
+    elif isinstance(step, ToolStep):
+        if not isinstance(step.call.name, str) or not isinstance(step.call.arguments, dict):
+            raise TypeError("call needs a string name and an object of arguments")
+        if not isinstance(step.observation.text, str):
+            raise TypeError("observation text must be a string")
+    elif not isinstance(step.text, str):
+        raise TypeError("note text must be a string")
+
+
+def _read_end(p: Path, n: int, rec: dict[str, Any]) -> End:
+    try:
+        reason, answer = rec["reason"], rec.get("answer")
+        if not isinstance(reason, str) or not (answer is None or isinstance(answer, str)):
+            raise TypeError("reason must be a string and answer a string or null")
+        usage = rec.get("usage") or {}
+        if not isinstance(usage, dict):
+            raise TypeError("usage must be an object")
+        return End(reason, answer, float(rec.get("elapsed_s", 0.0)), usage, rec.get("error"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrajectoryError(f"{p}:{n}: malformed end record ({type(exc).__name__}: {exc})") from None
 
 
 def _read_header(p: Path, rec: dict[str, Any], base: Path) -> Header:
     if rec.get("type") != "header" or rec.get("format") != FORMAT:
         raise TrajectoryError(f"{p}:1: not a {FORMAT} file (first line has format {rec.get('format')!r})")
     version = rec.get("version")
-    if not isinstance(version, int):
-        raise TrajectoryError(f"{p}:1: header has no integer version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TrajectoryError(f"{p}:1: header has no valid version (a positive integer), got {version!r}")
     if version > VERSION:
         raise TrajectoryError(f"{p}:1: format version {version} is newer than this r1v4_nb reads "
                               f"({VERSION}); upgrade r1v4-nb")
     try:
-        return Header.from_json(rec, base)
-    except (KeyError, TypeError, ValueError) as exc:
+        header = Header.from_json(rec, base)
+        if not isinstance(header.question, str) or not isinstance(header.id, str):
+            raise TypeError("question and id must be strings")
+        return header
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TrajectoryError(f"{p}:1: malformed header ({type(exc).__name__}: {exc})") from None
 
 
@@ -279,7 +373,7 @@ def fork(source: Trajectory, step: int, out: str | Path,
     header = Header(
         question=h.question, images=list(h.images), model=dict(h.model), dialect=h.dialect, mode=h.mode,
         system_prompt=h.system_prompt, tools=list(h.tools), settings=dict(h.settings),
-        parent={"id": h.id, "path": str(source.path) if source.path else None, "step": step},
+        parent={"id": h.id, "path": str(source.path.resolve()) if source.path else None, "step": step},
         meta=dict(h.meta),
     )
     w = TrajectoryWriter(out, header)

@@ -16,8 +16,9 @@ A dialect owns everything about a model's text format, in one place:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..images import Image
 from ..records import Observation, Segment, Step, ToolCall

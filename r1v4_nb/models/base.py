@@ -18,10 +18,11 @@ whatever tag the stop string cut.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import R1V4Error
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Protocol, runtime_checkable
 
 
 class ModelError(R1V4Error):

@@ -1,0 +1,405 @@
+"""The agent loop: model -> dialect -> tools -> observations -> trajectory, as a stream of events.
+
+It knows nothing of Jupyter. `Agent.run` is a generator of typed events
+(`r1v4_nb.events`); subscribers (the CLI printer, the widgets) get the same
+events. Every step is appended to the trajectory file as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .dialects import Dialect, get_dialect
+from .errors import R1V4Error, UsageError
+from .events import (
+    Answered,
+    EventBus,
+    NoteAdded,
+    RunError,
+    RunFinished,
+    RunStarted,
+    SegmentClosed,
+    TokenDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFinished,
+    TurnStarted,
+)
+from .images import Image, Provenance
+from .models.base import GenerationSettings, Model
+from .records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
+from .tools.base import Tool, ToolContext, ToolError
+from .trajectory import End, Header, Trajectory, TrajectoryWriter, fork, input_image, read
+
+FINAL_NOTICE = ("The {what} budget of this run is used up. Do not call any more tools: give your final "
+                "answer now, inside <answer></answer>.")
+MAX_CONTINUATIONS = 4  # times a turn may go on after a stop string that turned out to be inside a segment
+
+
+@dataclass
+class Budgets:
+    """Limits of one run. When one runs out, the model is asked once for its final answer."""
+
+    max_steps: int = 12  # model turns
+    max_tool_calls: int = 10
+    max_tokens_per_turn: int = 2048
+    max_total_tokens: int = 20480
+    max_wall_s: float = 600.0
+
+
+@dataclass
+class RunResult:
+    trajectory: Trajectory
+    path: Path
+    answer: str | None
+    reason: str
+
+
+@dataclass
+class _RunState:
+    header: Header
+    writer: TrajectoryWriter
+    steps: list[Step]
+    ctx: ToolContext
+    cancel: threading.Event
+    start: float = field(default_factory=time.monotonic)
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    tool_calls: int = 0
+
+
+class Agent:
+    """Runs a model with tools in a dialect until it answers, a budget runs out, or it is stopped."""
+
+    def __init__(
+        self,
+        model: Model,
+        tools: Sequence[Tool] | None = None,
+        dialect: str | Dialect = "r1v4",
+        mode: str = "general",
+        budgets: Budgets | None = None,
+        settings: GenerationSettings | None = None,
+        system_prompt: str | None = None,
+        runs_dir: str | Path = "runs",
+    ):
+        if mode not in ("general", "deepresearch", "plan"):
+            raise UsageError(f"unknown mode {mode!r}; choose general, deepresearch or plan")
+        if mode == "plan" and dialect == "r1v4":
+            dialect = "plan"
+        self.model = model
+        self.mode = mode
+        self.dialect = get_dialect(dialect)
+        if tools is None:
+            from .tools.registry import default_tools
+
+            tools = default_tools(mode)
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        self.budgets = budgets or Budgets()
+        self.settings = settings or GenerationSettings()
+        self.system_prompt = system_prompt
+        self.runs_dir = Path(runs_dir)
+        self._bus = EventBus()
+        self._cancel = threading.Event()
+
+    def subscribe(self, fn: Callable[[Any], None]) -> Callable[[], None]:
+        """Call `fn(event)` for every event of every run; returns a function that unsubscribes."""
+        return self._bus.subscribe(fn)
+
+    def stop(self) -> None:
+        """Cancel the run in progress (safe from another thread); it ends with reason `cancelled`."""
+        self._cancel.set()
+
+    # -- starting runs -------------------------------------------------------------------------
+
+    def run(self, question: str, images: Sequence[str | Path | Image | Any] = (), out: str | Path | None = None,
+            meta: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Run the agent on a question and images, yielding events; the trajectory goes to `out`."""
+        if not isinstance(question, str) or not question.strip():
+            raise UsageError("the question is empty; write the question to ask about the image(s)")
+        header = Header(
+            question=question.strip(),
+            images=[_as_image(im, n) for n, im in enumerate(images, start=1)],
+            model=self.model.describe(),
+            dialect=self.dialect.name,
+            mode=self.mode,
+            system_prompt=self.system_prompt or self.dialect.system_prompt(
+                self.mode, [t.spec() for t in self.tools.values()]),
+            tools=[{"name": t.name, "settings": t.settings()} for t in self.tools.values()],
+            settings={"generation": self.settings.to_json(), "budgets": asdict(self.budgets)},
+            meta=dict(meta or {}),
+        )
+        writer = TrajectoryWriter(self._out_path(out, header.id), header)
+        return self._events(header, writer, [])
+
+    def fork(self, trajectory: Trajectory | str | Path, step: int, replacement: Sequence[Step] = (),
+             out: str | Path | None = None) -> Iterator[Any]:
+        """Branch a recorded run at `step` (keeping the steps before it, then `replacement`) and go on live."""
+        source = trajectory if isinstance(trajectory, Trajectory) else read(trajectory)
+        if source.header.dialect != self.dialect.name:
+            raise UsageError(f"the trajectory was written in dialect {source.header.dialect!r} but this agent "
+                             f"speaks {self.dialect.name!r}; make an Agent with dialect={source.header.dialect!r}")
+        default = (source.path.with_name(f"{source.path.stem}.fork{step}-{int(time.time())}.jsonl")
+                   if source.path else None)
+        target = self._out_path(out or default, source.header.id + f"-fork{step}")
+        writer, steps = fork(source, step, target, replacement)
+        writer.header.model = self.model.describe()
+        return self._events(writer.header, writer, steps)
+
+    def ask(self, question: str, images: Sequence[str | Path | Image | Any] = (), out: str | Path | None = None,
+            meta: dict[str, Any] | None = None) -> RunResult:
+        """Run to the end and return the result (events still reach subscribers)."""
+        return self.collect(self.run(question, images, out, meta))
+
+    @staticmethod
+    def collect(events: Iterator[Any]) -> RunResult:
+        """Drain a run's events and read back its trajectory."""
+        finished: RunFinished | None = None
+        path: Path | None = None
+        for ev in events:
+            if isinstance(ev, RunStarted):
+                path = Path(ev.header["path"])
+            elif isinstance(ev, RunFinished):
+                finished = ev
+        assert path is not None and finished is not None
+        traj = read(path)
+        return RunResult(traj, path, finished.answer, finished.reason)
+
+    def _out_path(self, out: str | Path | None, run_id: str) -> Path:
+        return Path(out) if out is not None else self.runs_dir / f"{run_id}.jsonl"
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _events(self, header: Header, writer: TrajectoryWriter, steps: list[Step]) -> Iterator[Any]:
+        self._cancel = threading.Event()
+        workdir = Path(tempfile.mkdtemp(prefix=f"r1v4-{header.id}-"))
+        ctx = ToolContext(header.id, workdir, header.question, len(steps), cancel=self._cancel)
+        for n, im in enumerate(header.images, start=1):
+            ctx.register_image(im, f"image_{n}", str(im.path), im.path.name, *(
+                [im.provenance.name] if im.provenance.name else []))
+        for s in steps:
+            if isinstance(s, ToolStep):
+                for im in s.observation.images:
+                    ctx.register_image(im, *([im.provenance.name] if im.provenance.name else []))
+        state = _RunState(header, writer, steps, ctx, self._cancel)
+        for ev in self._loop(state):
+            self._bus.emit(ev)
+            yield ev
+
+    def _loop(self, st: _RunState) -> Iterator[Any]:
+        reason, answer, error = "no_answer", None, None
+        started: list[Tool] = []
+        yield RunStarted({**st.header.to_json(st.writer.path.parent), "path": str(st.writer.path)})
+        try:
+            for tool in self.tools.values():
+                tool.start(st.ctx)
+                started.append(tool)
+            final_asked = False
+            while True:
+                if not final_asked:
+                    why = self._exhausted(st)
+                    if why:
+                        note = NoteStep(len(st.steps), FINAL_NOTICE.format(what=why), reason=f"budget:{why}")
+                        st.steps.append(st.writer.write(note))
+                        yield NoteAdded(note)
+                        final_asked = True
+                step = yield from self._turn(st, final_asked)
+                if st.cancel.is_set() or step.finish_reason == "cancelled":
+                    reason = "cancelled"
+                    break
+                answer = self._answer_of(step)
+                if answer is not None:
+                    reason = "answered"
+                    yield Answered(step.index, answer)
+                    break
+                if final_asked:
+                    reason = "budget"
+                    break
+                if not step.calls:
+                    if step.finish_reason == "length":
+                        continue  # the turn was cut by the token limit: let the model go on writing
+                    break
+                for call in step.calls:
+                    yield from self._tool(st, call)
+                    if st.cancel.is_set():
+                        break
+                if st.cancel.is_set():
+                    reason = "cancelled"
+                    break
+        except KeyboardInterrupt:
+            reason = "cancelled"
+        except Exception as exc:  # recorded, then re-raised unless the user can act on it
+            reason, error = "error", f"{type(exc).__name__}: {exc}"
+            yield RunError(error, len(st.steps))
+            if not isinstance(exc, R1V4Error):
+                self._finish(st, started, reason, answer, error)
+                yield self._finished(st, reason, answer)
+                raise
+        self._finish(st, started, reason, answer, error)
+        yield self._finished(st, reason, answer)
+
+    def _finished(self, st: _RunState, reason: str, answer: str | None) -> RunFinished:
+        return RunFinished(reason, answer, time.monotonic() - st.start, dict(st.usage))
+
+    def _finish(self, st: _RunState, started: list[Tool], reason: str, answer: str | None,
+                error: str | None) -> None:
+        for tool in started:
+            try:
+                tool.finish(st.ctx)
+            except Exception:  # a tool failing to clean up must not lose the trajectory's end
+                pass
+        st.writer.finish(End(reason, answer, time.monotonic() - st.start, dict(st.usage), error))
+        shutil.rmtree(st.ctx.workdir, ignore_errors=True)
+
+    def _exhausted(self, st: _RunState) -> str | None:
+        b = self.budgets
+        if sum(isinstance(s, ModelStep) for s in st.steps) >= b.max_steps:
+            return "step"
+        if st.tool_calls >= b.max_tool_calls:
+            return "tool-call"
+        if st.usage["completion_tokens"] >= b.max_total_tokens:
+            return "token"
+        if time.monotonic() - st.start >= b.max_wall_s:
+            return "time"
+        return None
+
+    def _answer_of(self, step: ModelStep) -> str | None:
+        kind = "plan" if self.mode == "plan" else "answer"
+        for seg in step.segments:
+            if seg.kind == kind:
+                return seg.text.strip()
+        return None
+
+    def _turn(self, st: _RunState, final: bool) -> Iterator[Any]:
+        index = len(st.steps)
+        yield TurnStarted(index)
+        parser = self.dialect.parser()
+        left = max(1, self.budgets.max_total_tokens - st.usage["completion_tokens"])
+        settings = replace(self.settings, max_tokens=min(self.budgets.max_tokens_per_turn, left))
+        deadline = None if final else st.start + self.budgets.max_wall_s
+        text: list[str] = []
+        t0 = time.monotonic()
+        ttft: float | None = None
+        finish, tokens_in, tokens_out = "stop", 0, 0
+        messages = self.dialect.build_messages(st.header.system_prompt, st.header.question, st.header.images,
+                                               st.steps)
+        for _ in range(MAX_CONTINUATIONS + 1):
+            finish = "stop"
+            for delta in self.model.stream(messages, stop=list(self.dialect.stop), settings=settings,
+                                           cancel=st.cancel):
+                if delta.text:
+                    if ttft is None:
+                        ttft = time.monotonic() - t0
+                    text.append(delta.text)
+                    yield from self._segment_events(index, parser.feed(delta.text))
+                if delta.usage is not None:
+                    tokens_in = max(tokens_in, delta.usage.prompt_tokens)
+                    tokens_out += delta.usage.completion_tokens
+                if delta.finish_reason:
+                    finish = delta.finish_reason
+                if st.cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    finish = "length"
+                    break
+            if finish != "stop":
+                break
+            closing = parser.close_for_stop()
+            if not closing:
+                break
+            text.append(closing)
+            yield from self._segment_events(index, parser.feed(closing))
+            if parser.open_kind is None:
+                break
+            # The stop string sat inside a segment (e.g. in a string of code): the model goes on.
+            partial = ModelStep(index, "".join(text))
+            messages = self.dialect.build_messages(st.header.system_prompt, st.header.question,
+                                                   st.header.images, [*st.steps, partial])
+        yield from self._segment_events(index, parser.finish())
+        raw = "".join(text)
+        if tokens_out == 0 and raw:
+            tokens_out = len(raw.split())  # a backend without usage: a rough count keeps budgets working
+        st.usage["prompt_tokens"] += tokens_in
+        st.usage["completion_tokens"] += tokens_out
+        step = ModelStep(index, raw, parser.segments, tokens_in, tokens_out, time.monotonic() - t0, ttft, finish)
+        for n, call in enumerate(step.calls):
+            call.id = call.id or f"call_{index}_{n}"
+        st.steps.append(st.writer.write(step))
+        yield TurnFinished(step)
+        return step
+
+    @staticmethod
+    def _segment_events(index: int, events: list[Any]) -> Iterator[Any]:
+        for ev in events:
+            if ev.type == "delta" and ev.text:
+                yield TokenDelta(index, ev.kind, ev.text)
+            elif ev.type == "close" and ev.segment is not None:
+                yield SegmentClosed(index, ev.segment)
+
+    def _tool(self, st: _RunState, call: ToolCall) -> Iterator[Any]:
+        index = len(st.steps)
+        yield ToolStarted(index, call)
+        st.ctx.step = index
+        t0 = time.monotonic()
+        if st.tool_calls >= self.budgets.max_tool_calls:
+            obs = _error(f"not run: the budget of {self.budgets.max_tool_calls} tool calls is used up")
+        else:
+            st.tool_calls += 1
+            obs = self._call(call, st.ctx)
+        step = st.writer.write(ToolStep(index, call, obs, time.monotonic() - t0))
+        assert isinstance(step, ToolStep)
+        for im in step.observation.images:
+            if im.provenance.name:
+                st.ctx.images.setdefault(im.provenance.name, im)
+        st.steps.append(step)
+        yield ToolFinished(step)
+
+    def _call(self, call: ToolCall, ctx: ToolContext) -> Observation:
+        if call.error:
+            return _error(call.error)
+        tool = self.tools.get(call.name)
+        if tool is None:
+            names = ", ".join(self.tools) or "none in this mode"
+            return _error(f"unknown tool {call.name!r}; the tools are: {names}")
+        if not isinstance(call.arguments, dict):
+            return _error(f"the arguments of {call.name} must be a JSON object")
+        missing = [k for k in tool.parameters.get("required", []) if k not in call.arguments]
+        if missing:
+            return _error(f"{call.name}: missing argument(s) {', '.join(missing)}")
+        try:
+            return tool.run(call.arguments, ctx)
+        except ToolError as exc:
+            return _error(f"{call.name}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a bug in a tool is an observation, not the end of the run
+            return _error(f"{call.name} failed: {type(exc).__name__}: {exc}")
+
+
+def _error(message: str) -> Observation:
+    return Observation(text=message, error=message)
+
+
+def _as_image(image: str | Path | Image | Any, n: int) -> Image:
+    """An input image from a path, an Image record or a PIL image."""
+    if isinstance(image, Image):
+        return image
+    if isinstance(image, (str, Path)):
+        if str(image).startswith(("http://", "https://")):
+            raise UsageError(f"image {n} is a URL ({image}); download it first and pass the file path")
+        if not Path(image).is_file():
+            raise UsageError(f"image {n} not found: {image} (check the path)")
+        try:
+            return input_image(image)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if hasattr(image, "save") and hasattr(image, "size"):  # a PIL image
+        folder = Path(tempfile.mkdtemp(prefix="r1v4-input-"))
+        return Image.from_pil(image, folder, Provenance("input", name=f"image_{n}.png"))
+    raise UsageError(f"image {n} must be a file path or a PIL image, got {type(image).__name__}")

@@ -1,0 +1,139 @@
+"""`r1v4-nb run | replay | demo`: running the agent from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .printer import Printer
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the agent on a question about image(s)")
+    p.add_argument("question", help="the question (use - to read it from stdin)")
+    p.add_argument("--image", action="append", default=[], metavar="PATH", help="an input image (repeatable)")
+    p.add_argument("--model", default=None, help="a model folder, hub id, 'tiny', or replay:TRAJECTORY.jsonl "
+                   "(default: the bundled demonstration)")
+    p.add_argument("--endpoint", default=None, help="an OpenAI-compatible server URL (vLLM, SGLang, r1v4-nb serve)")
+    p.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
+    p.add_argument("--4bit", dest="quantization", action="store_const", const="4bit")
+    p.add_argument("--8bit", dest="quantization", action="store_const", const="8bit")
+    _run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", help="re-run a recorded trajectory (model turns replayed)")
+    p.add_argument("file", help="a trajectory .jsonl")
+    p.add_argument("--live-tools", action="store_true", help="run the tools live instead of replaying them")
+    p.add_argument("--out", default=None, help="where to write the new trajectory")
+    p.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", help="the main job: the agent on the bundled example, step by step")
+    p.add_argument("--replay-tools", action="store_true", help="replay the tools from the record too")
+    p.add_argument("--out", default=None, help="where to write the trajectory (default runs/demo-<id>.jsonl)")
+    p.set_defaults(func=cmd_demo)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", default="general", choices=["general", "deepresearch", "plan"])
+    p.add_argument("--dialect", default="r1v4")
+    p.add_argument("--max-steps", type=int, default=12)
+    p.add_argument("--max-tool-calls", type=int, default=10)
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--max-tokens", type=int, default=2048, help="tokens per model turn")
+    p.add_argument("--out", default=None, help="trajectory path (default runs/<id>.jsonl)")
+    p.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    t = result.trajectory
+    return {"path": str(result.path), "answer": result.answer, "reason": result.reason,
+            "steps": len(t.steps), "tool_calls": len(t.tool_steps)}
+
+
+def _execute(agent: Any, events: Any, quiet: bool) -> int:
+    if not quiet:
+        agent.subscribe(Printer(sys.stderr if quiet else sys.stdout))
+    result = agent.collect(events)
+    if quiet:
+        print(json.dumps(_summary(result)))
+    else:
+        print(f"trajectory: {result.path}")
+    return 0 if result.reason == "answered" else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..agent import Agent, Budgets
+    from ..models.base import GenerationSettings
+    from ..models.loader import load_model
+
+    question = sys.stdin.read() if args.question == "-" else args.question
+    model = load_model(args.model, endpoint=args.endpoint, api_key_env=args.api_key_env,
+                       quantization=args.quantization)
+    agent = Agent(model, dialect=args.dialect, mode=args.mode,
+                  budgets=Budgets(max_steps=args.max_steps, max_tool_calls=args.max_tool_calls,
+                                  max_tokens_per_turn=args.max_tokens),
+                  settings=GenerationSettings(temperature=args.temperature, max_tokens=args.max_tokens))
+    return _execute(agent, agent.run(question, args.image, out=args.out), args.quiet)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ..agent import Agent
+    from ..models.replay import ReplayModel
+    from ..tools.registry import build_tool
+    from ..tools.replay import replay_tools
+    from ..trajectory import read
+
+    traj = read(args.file)
+    for w in traj.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    tools = ([build_tool(t["name"]) for t in traj.header.tools] if args.live_tools else replay_tools(traj))
+    agent = Agent(ReplayModel.from_trajectory(traj), tools=tools, dialect=traj.header.dialect,
+                  mode=traj.header.mode, system_prompt=traj.header.system_prompt)
+    events = agent.run(traj.header.question, traj.header.images, out=args.out or _replay_path(traj.path),
+                       meta={**traj.header.meta, "replay_of": traj.header.id})
+    return _execute(agent, events, args.quiet)
+
+
+def _replay_path(path: Path | None) -> Path:
+    import time
+
+    assert path is not None
+    return Path("runs") / f"{path.stem}.replay-{int(time.time())}.jsonl"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..agent import Agent
+    from ..models.replay import DEMO_TRAJECTORY, demo_model
+    from ..tools.registry import build_tool
+    from ..tools.replay import replay_tools
+    from ..trajectory import new_id, read
+
+    if not DEMO_TRAJECTORY.is_file():
+        raise UsageError(f"the bundled demo is missing at {DEMO_TRAJECTORY}; reinstall r1v4-nb")
+    demo = read(DEMO_TRAJECTORY)
+    tools, how = replay_tools(demo), "replayed from the record"
+    if not args.replay_tools:
+        try:
+            tools, how = [build_tool(t["name"]) for t in demo.header.tools], "run live"
+        except (ImportError, UsageError) as exc:
+            print(f"note: live tools unavailable ({exc}); replaying them from the record", file=sys.stderr)
+    print(f"r1v4-nb demo: the model turns are a hand-written demonstration, replayed; the tools are {how}.\n")
+    agent = Agent(demo_model(), tools=tools, dialect=demo.header.dialect, mode=demo.header.mode,
+                  system_prompt=demo.header.system_prompt)
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{new_id()}.jsonl"
+    agent.subscribe(Printer())
+    result = agent.collect(agent.run(demo.header.question, [im.path for im in demo.header.images], out=out,
+                                     meta={"source": "r1v4-nb demo", "gold": demo.header.meta.get("gold")}))
+    print(f"\ntrajectory written to {result.path} (images in {result.path.with_suffix('')}.images/)")
+    print("open it:  r1v4-nb show " + str(result.path))
+    print("   or in JupyterLab:  %load_ext r1v4_nb   then   %r1v4 replay " + str(result.path))
+    gold = demo.header.meta.get("gold")
+    if gold is not None and result.answer != gold:
+        print(f"the answer {result.answer!r} differs from the demonstration's {gold!r}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,82 @@
+"""A terminal view of a run: subscribes to the agent's events and prints each step as it happens."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from ..events import (
+    Answered,
+    NoteAdded,
+    RunError,
+    RunFinished,
+    RunStarted,
+    TokenDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnStarted,
+)
+
+_STYLE = {"think": "2", "tool_call": "36", "code": "36", "answer": "1;32", "plan": "1;32", "text": "0"}
+
+
+class Printer:
+    """Prints streamed text with the kind of segment it belongs to; colours only on a terminal."""
+
+    def __init__(self, out: TextIO | None = None, color: bool | None = None, max_obs_chars: int = 600):
+        self.out = out or sys.stdout
+        self.color = self.out.isatty() if color is None else color
+        self.max_obs_chars = max_obs_chars
+        self._kind: str | None = None
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def _line(self, text: str = "") -> None:
+        if self._kind is not None:
+            self.out.write("\n")
+            self._kind = None
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def __call__(self, ev: Any) -> None:
+        if isinstance(ev, RunStarted):
+            h = ev.header
+            self._line(self._style(f"run {h['id']} · {h['model'].get('name', '?')} · {h['dialect']} · {h['mode']}", "1"))
+            self._line(f"question: {h['question']}")
+            for im in h["images"]:
+                self._line(f"image: {im['provenance'].get('name', im['path'])} ({im['width']}x{im['height']})")
+        elif isinstance(ev, TurnStarted):
+            self._line(self._style(f"── step {ev.index} · model", "1;34"))
+        elif isinstance(ev, TokenDelta):
+            if ev.kind != self._kind:
+                if self._kind is not None:
+                    self.out.write("\n")
+                self.out.write(self._style(f"[{ev.kind}] ", "1"))
+                self._kind = ev.kind
+            self.out.write(self._style(ev.text, _STYLE.get(ev.kind, "0")))
+            self.out.flush()
+        elif isinstance(ev, ToolStarted):
+            args = json.dumps(ev.call.arguments, ensure_ascii=False)
+            self._line(self._style(f"── step {ev.index} · tool {ev.call.name or '?'}", "1;34")
+                       + f" {args[:200]}{'…' if len(args) > 200 else ''}")
+        elif isinstance(ev, ToolFinished):
+            obs = ev.step.observation
+            text = obs.text if len(obs.text) <= self.max_obs_chars else obs.text[:self.max_obs_chars] + " …"
+            label = self._style("error: ", "1;31") if obs.error else ""
+            self._line(f"{label}{text}  ({ev.step.elapsed_s:.2f} s)")
+            for im in obs.images:
+                box = f" box {im.provenance.box}" if im.provenance.box else ""
+                self._line(f"  image {im.path} ({im.width}x{im.height}){box}")
+            if obs.limits_hit:
+                self._line(self._style(f"  limits hit: {', '.join(obs.limits_hit)}", "33"))
+        elif isinstance(ev, NoteAdded):
+            self._line(self._style(f"── step {ev.step.index} · note: {ev.step.text}", "33"))
+        elif isinstance(ev, Answered):
+            self._line(self._style("answer: ", "1") + self._style(ev.text, "1;32"))
+        elif isinstance(ev, RunError):
+            self._line(self._style(f"error: {ev.message}", "1;31"))
+        elif isinstance(ev, RunFinished):
+            tokens = ev.usage.get("completion_tokens", 0)
+            self._line(self._style(f"── finished: {ev.reason} in {ev.elapsed_s:.2f} s · {tokens} tokens out", "1"))
