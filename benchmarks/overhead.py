@@ -1,0 +1,71 @@
+"""The agent loop's own cost per step: parse + events + recording, with a replay model and replayed tools.
+
+Prints the overhead per step for runs of growing length (it must stay under 2 ms
+and flat as runs grow: the context is rebuilt by the dialect, the file appended).
+Run: .venv/bin/python benchmarks/overhead.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from r1v4_nb.agent import Agent, Budgets
+from r1v4_nb.models.replay import ScriptedModel
+from r1v4_nb.records import Observation
+from r1v4_nb.tools.base import Tool, ToolContext
+
+
+class Echo(Tool):
+    """A tool that costs nothing, so the figure is the loop's own overhead."""
+
+    name = "code"
+    description = "echo"
+    parameters = {"type": "object", "required": ["code"]}
+
+    def run(self, arguments: dict, ctx: ToolContext) -> Observation:
+        return Observation(text=f"ran {len(arguments['code'])} characters")
+
+
+def turns(n: int) -> list[str]:
+    code = "img = image_1.crop((10, 10, 200, 200))\nprint(img.size)\n" * 3
+    call = json.dumps({"name": "code", "arguments": {"code": code}})
+    body = ("<think>" + "I look at the region near the top left and crop it to read the label. " * 6
+            + "</think><tool_call>" + call + "</tool_call>")
+    return [body] * (n - 1) + ["<think>Done.</think><answer>42</answer>"]
+
+
+def per_step_ms(n: int, chunk: int, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as d:
+            agent = Agent(ScriptedModel(turns(n), chunk=chunk), tools=[Echo()],
+                          budgets=Budgets(max_steps=n + 1, max_tool_calls=n + 1, max_total_tokens=10**9),
+                          runs_dir=d)
+            t0 = time.perf_counter()
+            result = agent.ask("What is written on the label?")
+            elapsed = time.perf_counter() - t0
+            assert result.answer == "42", result.reason
+            best = min(best, elapsed / len(result.trajectory.steps))
+    return best * 1000
+
+
+def main() -> int:
+    print(f"{'model turns':>11} {'chunk':>6} {'ms/step':>8}")
+    rows = []
+    for n in (5, 20, 80):
+        for chunk in (4, 32):
+            ms = per_step_ms(n, chunk)
+            rows.append(ms)
+            print(f"{n:>11} {chunk:>6} {ms:>8.3f}")
+    worst = max(rows)
+    print(f"worst overhead per step: {worst:.3f} ms (target < 2 ms); median {statistics.median(rows):.3f} ms")
+    return 0 if worst < 2.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
