@@ -1,0 +1,72 @@
+"""The R1V4 format (the default dialect): one assistant stream with inline observations.
+
+    <think>...</think><tool_call>{"name": ..., "arguments": {...}}</tool_call>
+    <observation>{"result": ..., "type": NAME}</observation>
+    <think>...</think><answer>...</answer>
+
+`<code>source</code>` is accepted as a call of the code tool. Tool results go
+back into the same assistant message, so the backend continues it after each
+observation. docs/dialects.md has the exact bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .. import prompts
+from ..images import Image
+from ..records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
+from .base import Dialect, Message, Parser, image_part, text_part
+from .render import Context, completed_text, result_text
+from .tags import Tag, TagParser
+
+R1V4_TAGS = (
+    Tag("think", "think"),
+    Tag("tool_call", "tool_call", "json"),
+    Tag("code", "code", "code"),
+    Tag("answer", "answer"),
+    Tag("observation", "observation"),
+)
+
+
+class R1V4Dialect(Dialect):
+    """Skywork-R1V4's protocol. See the module docstring."""
+
+    name = "r1v4"
+    # "<observation>" cuts a model that starts to write a tool result itself.
+    stop = ["</tool_call>", "</code>", "<observation>"]
+    tags: Sequence[Tag] = R1V4_TAGS
+
+    def parser(self) -> Parser:
+        return TagParser(self.tags)
+
+    @property
+    def closers(self) -> dict[str, str]:
+        """Closing tag of each call kind, used to complete a step cut by a stop string."""
+        return {t.kind: t.closer for t in self.tags if t.body in ("json", "code")}
+
+    def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
+        specs = prompts.tool_specs(tools)
+        example, args = prompts.example_call(specs)
+        code_line = prompts.R1V4_CODE_LINE if any(s.get("name") == "code" for s in specs) else ""
+        fmt = prompts.R1V4_FORMAT.format(example=example, example_args=args, code_line=code_line)
+        return prompts.build_system_prompt(mode, specs, fmt)
+
+    def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
+        payload = json.dumps({"result": result_text(observation), "type": call.name}, ensure_ascii=False)
+        return [text_part(f"<observation>{payload}"), *(image_part(im) for im in observation.images),
+                text_part("</observation>")]
+
+    def build_messages(self, system: str, question: str, images: Sequence[Image],
+                       steps: Sequence[Step]) -> list[Message]:
+        ctx = Context(system, question, images)
+        for step in steps:
+            if isinstance(step, ModelStep):
+                ctx.add("assistant", [text_part(completed_text(step, self.closers))])
+            elif isinstance(step, ToolStep):
+                ctx.add("assistant", self.render_observation(step.call, step.observation))
+            elif isinstance(step, NoteStep):
+                ctx.add("user", [text_part(step.text)], sep="\n\n")
+        return ctx.messages
