@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -70,7 +71,7 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
-    street = OUT / "street.png"
+    street = Path(tempfile.mkdtemp()) / "street.png"  # the trajectory keeps its own copy, named by hash
     draw_street().save(street)
     dialect = get_dialect("r1v4")
     from r1v4_nb.tools.registry import MODE_TOOLS

@@ -127,7 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   system_prompt=demo.header.system_prompt)
     out = Path(args.out) if args.out else Path("runs") / f"demo-{new_id()}.jsonl"
     agent.subscribe(Printer())
-    result = agent.collect(agent.run(demo.header.question, [im.path for im in demo.header.images], out=out,
+    result = agent.collect(agent.run(demo.header.question, demo.header.images, out=out,
                                      meta={"source": "r1v4-nb demo", "gold": demo.header.meta.get("gold")}))
     print(f"\ntrajectory written to {result.path} (images in {result.path.with_suffix('')}.images/)")
     print("open it:  r1v4-nb show " + str(result.path))
