@@ -1,0 +1,57 @@
+"""`r1v4-nb run | replay | demo` through a real subprocess, as a user would call them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from r1v4_nb.models.replay import DEMO_TRAJECTORY
+from r1v4_nb.trajectory import read
+
+
+def cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "r1v4_nb.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, input=stdin, env=env, timeout=120)
+
+
+def test_demo_prints_steps_and_writes_a_trajectory(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    r = cli("demo", "--replay-tools", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "hand-written demonstration" in r.stdout
+    assert "step 1 · tool code" in r.stdout and "answer: 1897" in r.stdout
+    assert "%r1v4 replay" in r.stdout
+    traj = read(out)
+    assert traj.answer == "1897" and [s.type for s in traj.steps] == ["model", "tool", "model"]
+
+
+def test_replay_quiet_prints_a_json_summary(tmp_path: Path) -> None:
+    r = cli("replay", str(DEMO_TRAJECTORY), "--quiet", "--out", str(tmp_path / "r.jsonl"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary == {"path": str(tmp_path / "r.jsonl"), "answer": "1897", "reason": "answered",
+                       "steps": 3, "tool_calls": 1}
+    assert read(tmp_path / "r.jsonl").header.meta["replay_of"] == read(DEMO_TRAJECTORY).header.id
+
+
+def test_user_mistakes_give_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args in (["replay", str(tmp_path / "missing.jsonl")], ["nosuchcommand"], ["replay"],
+                 ["run", "--model", f"replay:{DEMO_TRAJECTORY}", "--image", str(tmp_path / "none.png"), "q"]):
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_garbled_trajectory_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    lines = DEMO_TRAJECTORY.read_text().splitlines()
+    lines[2] = "{oops"
+    bad.write_text("\n".join(lines) + "\n")
+    (tmp_path / "bad.images").symlink_to(DEMO_TRAJECTORY.with_name("demo.images"))
+    r = cli("replay", str(bad), cwd=tmp_path)
+    assert r.returncode == 2 and f"{bad}:3: not valid JSON" in r.stderr
