@@ -90,7 +90,7 @@ What the code prints comes back inside <sandbox_output> and </sandbox_output> (w
 When you are confident, give the final answer inside <answer> and </answer>, short and direct."""
 
 FENCED_TOOL_LINE = """
-To use one of the other tools, write {{"name": ..., "arguments": {{...}}}} between <tool_call> and \
+To use one of the other tools, write {"name": ..., "arguments": {...}} between <tool_call> and \
 </tool_call> and stop; its result comes back the same way."""
 
 ANSWER_ONLY_FORMAT = """\

@@ -180,3 +180,11 @@ def test_note_step_is_a_user_message_and_the_model_starts_a_new_turn():
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
     assert msgs[3]["content"] == [{"type": "text", "text": "Use <answer> tags.\n\nSecond note."}]
     assert msgs[4]["content"] == [{"type": "text", "text": "<answer>4</answer>"}]
+
+
+def test_an_error_is_shown_once():
+    call = ToolCall("web_visit", {"urls": ["x"]})
+    same = D.render_observation(call, Observation(text="refused: x", error="refused: x"))
+    assert same[0]["text"] == '<observation>{"result": "Error: refused: x", "type": "web_visit"}'
+    inside = D.render_observation(call, Observation(text="Traceback...\nValueError: bad", error="ValueError: bad"))
+    assert inside[0]["text"] == '<observation>{"result": "Traceback...\\nValueError: bad", "type": "web_visit"}'

@@ -16,11 +16,19 @@ from .base import Message, image_part, text_part
 
 
 def result_text(observation: Observation) -> str:
-    """The text a tool result shows the model: its text, then `Error: ...` if it failed."""
-    if not observation.error:
-        return observation.text
-    error = f"Error: {observation.error}"
-    return f"{observation.text.rstrip()}\n{error}" if observation.text.strip() else error
+    """The text a tool result shows the model: its text, then `Error: ...` if it failed.
+
+    An error the text already contains is not repeated; an error alone (or equal to the text)
+    reads `Error: <message>`.
+    """
+    text, error = observation.text, observation.error
+    if not error:
+        return text
+    if not text.strip() or text.strip() == error.strip():
+        return f"Error: {error}"
+    if error in text:
+        return text
+    return f"{text.rstrip()}\nError: {error}"
 
 
 def completed_text(step: ModelStep, closers: dict[str, str]) -> str:

@@ -55,7 +55,8 @@ class Tag:
         return f"</{self.name}>"
 
 
-_JSON_DECODER = json.JSONDecoder(strict=False)  # models often put raw newlines inside code strings
+# Models often put raw newlines inside code strings: accept control characters in JSON strings.
+LENIENT_JSON = json.JSONDecoder(strict=False)
 _FENCE = re.compile(r"\A```[ \t]*[\w+-]*[ \t]*\n?")
 _CLOSING_FENCE = re.compile(r"\n?[ \t]*```[ \t]*\Z")
 _JSON_OUTSIDE = re.compile(r'["{}\[\]<]')
@@ -94,7 +95,7 @@ def parse_tool_call(body: str) -> ToolCall:
     if not text:
         return bad(f"the tool call is empty; write {CALL_FORMAT}")
     try:
-        obj, end = _JSON_DECODER.raw_decode(text)
+        obj, end = LENIENT_JSON.raw_decode(text)
     except json.JSONDecodeError as exc:
         return bad(f"the tool call is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                    f"write {CALL_FORMAT}")
@@ -116,7 +117,7 @@ def parse_tool_call(body: str) -> ToolCall:
             args = {}
         else:
             try:
-                args = _JSON_DECODER.decode(args)
+                args = LENIENT_JSON.decode(args)
             except (ValueError, RecursionError):
                 return bad(f'the "arguments" of {name!r} are a string that is not a JSON object; '
                            f'give an object: {{"name": "{name}", "arguments": {{...}}}}', name)

@@ -1,0 +1,54 @@
+"""The Thyme / PyVision format: fenced Python in `<code>`, results inline in `<sandbox_output>`.
+
+    <think>...</think><code>
+    ```python
+    ...
+    ```
+    </code><sandbox_output>...</sandbox_output><think>...</think><answer>...</answer>
+
+Like R1V4, results continue the assistant message. `<tool_call>` is accepted for
+tools other than code (deepresearch mode), so its closing tag is a stop string
+too; `</answer>` stops the model from writing on after its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import prompts
+from ..records import Observation, ToolCall
+from .base import Parser, image_part, text_part
+from .r1v4 import R1V4Dialect
+from .render import result_text
+from .tags import Tag, TagParser
+
+FENCED_TAGS = (
+    Tag("think", "think"),
+    Tag("code", "code", "code"),
+    Tag("tool_call", "tool_call", "json"),
+    Tag("answer", "answer"),
+    Tag("sandbox_output", "observation"),
+    Tag("interpreter", "observation"),
+)
+
+
+class FencedDialect(R1V4Dialect):
+    """Code in `<code>```python ...```</code>`; messages are built as in R1V4, with another wrapper."""
+
+    name = "fenced"
+    stop = ["</code>", "</answer>", "</tool_call>"]
+    tags: Sequence[Tag] = FENCED_TAGS
+
+    def parser(self) -> Parser:
+        return TagParser(self.tags)
+
+    def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
+        specs = prompts.tool_specs(tools)
+        others = any(s.get("name") != "code" for s in specs)
+        fmt = prompts.FENCED_FORMAT.format(tool_line=prompts.FENCED_TOOL_LINE if others else "")
+        return prompts.build_system_prompt(mode, specs, fmt)
+
+    def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
+        return [text_part(f"<sandbox_output>{result_text(observation)}"),
+                *(image_part(im) for im in observation.images), text_part("</sandbox_output>")]

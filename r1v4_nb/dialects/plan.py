@@ -1,0 +1,157 @@
+"""Plan mode: the model replies with a JSON array of 2 to 10 steps and runs nothing.
+
+    [{"description": "...", "tool_name": "image_search", "parameters": {"image_path": "image_1"}},
+     ..., {"description": "...", "tool_name": "none", "parameters": {}}]
+
+The parser streams the reply as usual (`think` segments, free `text`) and, at
+the end of the stream, adds one segment:
+
+- `plan`: a valid plan; its text is the array normalised with
+  `json.dumps(steps, ensure_ascii=False)`, each step reduced to description,
+  tool_name and parameters. The agent takes the first one as the run's answer.
+- `plan_error`: no valid plan; its text says what is wrong, and its `call` (named
+  "plan") carries the same `error`, so the agent reports it like any malformed
+  call and the model gets another try.
+
+Fences, prose and `<answer>` tags around the array are tolerated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .. import prompts
+from ..errors import UsageError
+from ..images import Image
+from ..records import ModelStep, NoteStep, Observation, Segment, Step, ToolCall, ToolStep
+from .base import Dialect, Message, Parser, SegmentEvent, text_part
+from .render import Context, result_text
+from .tags import LENIENT_JSON, Tag, TagParser
+
+PLAN_TOOLS = {"image_search": "image_path", "text_search": "query", "web_visit": "url", "none": None}
+MIN_STEPS, MAX_STEPS = 2, 10
+_ARRAY_START = re.compile(r"\[\s*\{")
+_MAX_CANDIDATES = 20  # arrays tried per reply: bounds the work on a reply full of brackets
+EXAMPLE = '[{"description": "...", "tool_name": "text_search", "parameters": {"query": "..."}}, ...]'
+
+
+def check_steps(steps: list[Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The normalised steps of a decoded array, or None and what is wrong with it."""
+    if not MIN_STEPS <= len(steps) <= MAX_STEPS:
+        return None, f"the plan has {len(steps)} step(s); write {MIN_STEPS} to {MAX_STEPS}"
+    out = []
+    for n, step in enumerate(steps, start=1):
+        if not isinstance(step, dict):
+            return None, f"step {n} is not a JSON object"
+        desc, tool, params = step.get("description"), step.get("tool_name"), step.get("parameters", {})
+        if not isinstance(desc, str) or not desc.strip():
+            return None, f'step {n} has no "description"'
+        if tool not in PLAN_TOOLS:
+            return None, f'step {n} has tool_name {tool!r}; use one of: {", ".join(PLAN_TOOLS)}'
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            return None, f'step {n}: "parameters" must be a JSON object'
+        key = PLAN_TOOLS[tool]
+        if key is not None and not (isinstance(params.get(key), str) and params[key].strip()):
+            return None, f'step {n} ({tool}) needs "parameters": {{"{key}": "..."}}'
+        out.append({"description": desc.strip(), "tool_name": tool, "parameters": params})
+    return out, None
+
+
+def extract_plan(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The first valid plan array in `text`, or None and a message for the model."""
+    decode_error = check_error = None
+    for n, m in enumerate(_ARRAY_START.finditer(text)):
+        if n >= _MAX_CANDIDATES:
+            break
+        try:
+            value, _ = LENIENT_JSON.raw_decode(text, m.start())
+        except json.JSONDecodeError as exc:
+            decode_error = decode_error or f"the plan is not valid JSON ({exc.msg} at line {exc.lineno} " \
+                                           f"column {exc.colno})"
+            continue
+        except (ValueError, RecursionError):
+            decode_error = decode_error or "the plan is not valid JSON"
+            continue
+        if isinstance(value, list):
+            steps, error = check_steps(value)
+            if steps is not None:
+                return steps, None
+            check_error = check_error or error
+    error = check_error or decode_error or "no JSON array of steps found"
+    return None, f"{error}; reply with only the JSON array, like {EXAMPLE}"
+
+
+class PlanParser(Parser):
+    """Think and free text as in the tag dialects; the plan segment is added at the end of the stream."""
+
+    def __init__(self) -> None:
+        self._inner = TagParser([Tag("think", "think")])
+        self._raw: list[str] = []
+        self._extra: list[Segment] = []
+
+    def _watch(self, events: list[SegmentEvent]) -> list[SegmentEvent]:
+        self._raw.extend(ev.text for ev in events if ev.kind == "text" and ev.type == "delta")
+        return events
+
+    def feed(self, chunk: str | bytes) -> list[SegmentEvent]:
+        return self._watch(self._inner.feed(chunk))
+
+    def finish(self) -> list[SegmentEvent]:
+        if self._extra:
+            return []
+        events = self._watch(self._inner.finish())
+        raw = "".join(self._raw)
+        steps, error = extract_plan(raw)
+        if steps is not None:
+            seg = Segment("plan", json.dumps(steps, ensure_ascii=False))
+        else:
+            seg = Segment("plan_error", error or "", ToolCall("plan", {}, raw=raw, error=error))
+        self._extra.append(seg)
+        return [*events, SegmentEvent(seg.kind, "open"), SegmentEvent(seg.kind, "close", segment=seg)]
+
+    def close_for_stop(self) -> str:
+        return self._inner.close_for_stop()
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self._inner.segments + self._extra
+
+    @property
+    def open_kind(self) -> str | None:
+        return self._inner.open_kind
+
+
+class PlanDialect(Dialect):
+    """Plan mode's reply format. Feedback on an invalid plan goes back as a user message."""
+
+    name = "plan"
+    stop: list[str] = []
+
+    def parser(self) -> Parser:
+        return PlanParser()
+
+    def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
+        prompts.check_mode(mode)
+        if mode != "plan":
+            raise UsageError(f"the plan dialect writes plans only; use mode 'plan', or dialect 'r1v4' for {mode!r}")
+        return prompts.PLAN_PROMPT
+
+    def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
+        return [text_part(result_text(observation))]
+
+    def build_messages(self, system: str, question: str, images: Sequence[Image],
+                       steps: Sequence[Step]) -> list[Message]:
+        ctx = Context(system, question, images)
+        for step in steps:
+            if isinstance(step, ModelStep):
+                ctx.add("assistant", [text_part(step.text)])
+            elif isinstance(step, ToolStep):
+                ctx.add("user", self.render_observation(step.call, step.observation), sep="\n\n")
+            elif isinstance(step, NoteStep):
+                ctx.add("user", [text_part(step.text)], sep="\n\n")
+        return ctx.messages
