@@ -14,7 +14,7 @@ from importlib import import_module
 
 from ..errors import R1V4Error
 
-COMMANDS = ["core", "tool", "models"]
+COMMANDS = ["core", "tool", "models", "parse"]
 
 
 class _Parser(argparse.ArgumentParser):
