@@ -1,0 +1,313 @@
+"""The Python side of every magic: load, status, tools, ask, replay, open, export_html.
+
+The magics only parse arguments and call these, so a script or a notebook that
+prefers Python gets the same behaviour. The notebook session's state (the
+loaded model, the tool configuration, the runs so far) lives in `SESSION`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..images import Image, Provenance
+from ..trajectory import Trajectory, read
+
+MODES = ("general", "deepresearch", "plan")
+
+
+@dataclass
+class ToolConfig:
+    """Which tools a run gets: the mode's defaults, plus `enabled`, minus `disabled`, built with `settings`.
+
+    `source`: "auto" (recorded observations for a replay model, live tools otherwise), "live" or "replay".
+    """
+
+    enabled: set[str] = field(default_factory=set)
+    disabled: set[str] = field(default_factory=set)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "auto"
+
+    def names(self, mode: str) -> list[str]:
+        from ..tools.registry import MODE_TOOLS
+
+        base = list(MODE_TOOLS.get(mode, []))
+        return [n for n in base + sorted(self.enabled - set(base)) if n not in self.disabled]
+
+
+@dataclass
+class Session:
+    model: Any = None
+    load_args: dict[str, Any] | None = None
+    tools: ToolConfig = field(default_factory=ToolConfig)
+    runs_dir: Path = Path("runs")
+    runs: list[Any] = field(default_factory=list)
+
+    @property
+    def last(self) -> Any:
+        if not self.runs:
+            raise UsageError("no run yet in this session; ask a question first (%%r1v4 ask)")
+        return self.runs[-1]
+
+
+SESSION = Session()
+
+
+# -- load / status / tools -------------------------------------------------------------------------------
+
+def load(spec: str | None = None, *, quantization: str | None = None, endpoint: str | None = None,
+         api_key_env: str | None = None, adapter: str | None = None) -> Any:
+    """Load a model for the runs of this session (None: the bundled demo model; "replay:PATH": a replay)."""
+    from ..models.loader import load_model
+
+    args = {"spec": spec, "endpoint": endpoint, "api_key_env": api_key_env, "quantization": quantization,
+            "adapter": adapter}
+    model = load_model(spec, endpoint=endpoint, api_key_env=api_key_env, quantization=quantization,
+                       adapter=adapter)
+    SESSION.model, SESSION.load_args = model, args
+    return model
+
+
+def _model() -> Any:
+    """The session's model, loaded on first use; a replay model is reloaded so each run starts at turn 1."""
+    if SESSION.model is None:
+        load()
+    elif _is_replay(SESSION.model) and getattr(SESSION.model, "calls", 0) and SESSION.load_args is not None:
+        a = SESSION.load_args
+        load(a["spec"], quantization=a["quantization"], endpoint=a["endpoint"], api_key_env=a["api_key_env"],
+             adapter=a["adapter"])
+    return SESSION.model
+
+
+def _is_replay(model: Any) -> bool:
+    return model.describe().get("backend") == "replay"
+
+
+def status() -> dict[str, Any]:
+    """What this session runs with: model, memory, tools, tool cache."""
+    model = SESSION.model.describe() if SESSION.model is not None else None
+    memory: dict[str, Any] = {"process_rss_mb": _rss_mb()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        memory["gpu_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+    tools = {mode: SESSION.tools.names(mode) for mode in MODES}
+    return {"model": model or "(none loaded: the bundled demo model loads on the first ask)",
+            "memory": memory, "tools": tools, "tool_source": SESSION.tools.source,
+            "tool_settings": SESSION.tools.settings, "cache": _cache_status(), "runs": len(SESSION.runs),
+            "runs_dir": str(SESSION.runs_dir)}
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _cache_status() -> dict[str, Any]:
+    from ..tools.cache import ToolCache
+
+    cache = ToolCache(mode=os.environ.get("R1V4_CACHE_MODE", "read-write"))
+    info: dict[str, Any] = {"path": str(cache.path), "mode": cache.mode}
+    if cache.path.is_file():
+        info["entries"] = len(cache)
+        info["size_mb"] = round(cache.path.stat().st_size / 2**20, 2)
+        cache.close()
+    else:
+        info["entries"] = 0
+    return info
+
+
+def tools(action: str | None = None, name: str | None = None, **settings: Any) -> dict[str, Any]:
+    """Show or change the tools: enable / disable NAME, set NAME key=value, source live|replay|auto, reset."""
+    from ..tools.registry import TOOLS
+
+    cfg = SESSION.tools
+    if action in ("enable", "disable", "set") and name not in TOOLS:
+        raise UsageError(f"unknown tool {name!r}; choose from: {', '.join(TOOLS)}")
+    if action == "enable":
+        cfg.enabled.add(name)
+        cfg.disabled.discard(name)
+    elif action == "disable":
+        cfg.disabled.add(name)
+        cfg.enabled.discard(name)
+    elif action == "set":
+        if not settings:
+            raise UsageError(f"nothing to set for {name}; write settings as key=value (e.g. backend=offline)")
+        cfg.settings.setdefault(name, {}).update(settings)
+    elif action == "source":
+        if name not in ("auto", "live", "replay"):
+            raise UsageError("tool source must be auto, live or replay")
+        cfg.source = name
+    elif action == "reset":
+        SESSION.tools = ToolConfig()
+    elif action is not None:
+        raise UsageError(f"unknown tools action {action!r}; use enable, disable, set, source or reset")
+    return {"available": list(TOOLS), "by_mode": {m: SESSION.tools.names(m) for m in MODES},
+            "settings": SESSION.tools.settings, "source": SESSION.tools.source}
+
+
+def _build_tools(mode: str, model: Any) -> list[Any]:
+    cfg = SESSION.tools
+    replay_source = getattr(model, "source", None)
+    if cfg.source == "replay" or (cfg.source == "auto" and _is_replay(model) and replay_source):
+        if not replay_source:
+            raise UsageError("tool source 'replay' needs a replay model; load one with %r1v4 load replay:FILE")
+        from ..tools.replay import replay_tools
+
+        return replay_tools(read(replay_source))
+    from ..tools.registry import build_tool
+
+    return [build_tool(n, **cfg.settings.get(n, {})) for n in cfg.names(mode)]
+
+
+# -- ask ------------------------------------------------------------------------------------------------
+
+def resolve_image(value: Any, namespace: dict[str, Any] | None = None) -> Image | str | Path:
+    """An input image from a path, an http(s) URL (downloaded), a variable name, a PIL image or an array."""
+    if isinstance(value, (Image, Path)):
+        return value
+    if isinstance(value, str):
+        if value.startswith(("http://", "https://")):
+            return _download(value)
+        if Path(value).expanduser().is_file():
+            return Path(value).expanduser()
+        if namespace is not None and value.isidentifier() and value in namespace:
+            return resolve_image(namespace[value], None)
+        raise UsageError(f"image {value!r} is not a file, an http(s) URL or a variable; check the name")
+    inputs = SESSION.runs_dir / "inputs"
+    if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
+        return Image.from_pil(value, inputs, Provenance("input", name="image.png"))
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array
+        from PIL import Image as PILImage
+
+        try:
+            pil = PILImage.fromarray(value)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"cannot make an image of an array of shape {value.shape}: {exc}") from None
+        return Image.from_pil(pil, inputs, Provenance("input", name="array.png"))
+    raise UsageError(f"cannot use a {type(value).__name__} as an image; give a path, URL, PIL image or array")
+
+
+def _download(url: str) -> Image:
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=20, follow_redirects=True)
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise UsageError(f"could not download the image {url}: {exc}; download it and pass the file") from None
+    try:
+        return Image.from_bytes(r.content, SESSION.runs_dir / "inputs", Provenance("input", name=url))
+    except ValueError:
+        raise UsageError(f"{url} is not an image") from None
+
+
+def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, max_steps: int | None = None,
+        wait: bool = False, display: bool = True, model: Any = None, tools: Sequence[Any] | None = None,
+        out: str | Path | None = None, namespace: dict[str, Any] | None = None) -> Any:
+    """Run the agent on a question, shown live; returns a LiveRun (`.wait()`, `.stop()`, `.trajectory`).
+
+    The run goes on in a background thread, so the call returns at once and the Stop button works;
+    `wait=True` blocks until it ends (interrupt the kernel to stop it).
+    """
+    from ..agent import Agent, Budgets
+    from .runner import LiveRun
+
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose general, deepresearch or plan")
+    budgets = Budgets()
+    if max_steps is not None:
+        if max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
+        budgets.max_steps = max_steps
+    resolved = [resolve_image(im, namespace) for im in images]
+    model = model if model is not None else _model()
+    mode = mode or _recorded_mode(model) or "general"
+    agent = Agent(model, tools=list(tools) if tools is not None else _build_tools(mode, model), mode=mode,
+                  budgets=budgets, runs_dir=SESSION.runs_dir)
+    run = LiveRun(agent, agent.run(question, resolved, out=out))
+    SESSION.runs.append(run)
+    if display:
+        _show_live(run)
+    run.start()
+    if wait:
+        run.wait()
+    return run
+
+
+def _recorded_mode(model: Any) -> str | None:
+    source = getattr(model, "source", None) if _is_replay(model) else None
+    if source and Path(source).is_file():
+        return read(source, check_images=False).header.mode
+    return None
+
+
+def _show_live(run: Any) -> None:
+    """The widget, and under it a placeholder that receives the static HTML of the run when it ends."""
+    from IPython.display import HTML, display, update_display
+
+    display(run.view)
+    display_id = f"r1v4-snapshot-{uuid.uuid4().hex}"
+    display(HTML(""), display_id=display_id)
+    run.on_done(lambda r: update_display(HTML(r.view.snapshot_html()), display_id=display_id))
+
+
+# -- replay / open / export -----------------------------------------------------------------------------
+
+def open(path: str | Path, display: bool = True) -> Any:  # noqa: A001 - the magic's name
+    """The view of a recorded run (cards, images, answer), with its static HTML for kernel-less viewers."""
+    from .widget import RunView
+
+    traj = read(path)
+    view = RunView.from_trajectory(traj)
+    if display:
+        from IPython.display import HTML
+        from IPython.display import display as show
+
+        show(view)
+        show(HTML(view.snapshot_html()))
+    return view
+
+
+def replay(path: str | Path, display: bool = True) -> Any:
+    """The step-through debugger of a recorded run: navigate, inspect contexts, fork and compare."""
+    from .debugger import Debugger
+
+    dbg = Debugger(read(path))
+    if display:
+        from IPython.display import display as show
+
+        show(dbg)
+    return dbg
+
+
+def export_html(path: str | Path, out: str | Path | None = None) -> Path:
+    """Write a standalone HTML page of a run (no script; images inline as thumbnails)."""
+    from .cards import RunState
+    from .render import export_page
+
+    traj = read(path)
+    target = Path(out) if out is not None else Path(path).with_suffix(".html")
+    target.write_text(export_page(RunState.from_trajectory(traj), f"r1v4 run {traj.header.id}"), encoding="utf-8")
+    return target
+
+
+def trajectory_of(run_or_path: Any) -> Trajectory:
+    """A trajectory from a LiveRun, a path or a Trajectory."""
+    if isinstance(run_or_path, Trajectory):
+        return run_or_path
+    if hasattr(run_or_path, "trajectory"):
+        return run_or_path.trajectory
+    return read(run_or_path)

@@ -1,0 +1,396 @@
+"""The state of a run view: a list of JSON-able cards built from the agent's events.
+
+One `RunState` backs every view of a run. It is fed events (live) or a recorded
+trajectory (replayed through the same events), keeps one card per step, and
+reports each change as a small patch (`ops`): "append this text to segment s of
+card c", "replace card c", "new header". The widget sends those patches to the
+front end; the static renderer draws the same cards in one go.
+
+Patches (lists, to keep them small):
+  ["a", c, s, text]    append text to the body of segment s of card c
+  ["s", c, s, html]    set (or add) segment s of card c
+  ["c", c, html]       set (or add) card c
+  ["f", c, html]       set the footer of card c
+  ["h", html]          set the header
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..events import (
+    Answered,
+    NoteAdded,
+    RunError,
+    RunFinished,
+    RunStarted,
+    SegmentClosed,
+    TokenDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnFinished,
+    TurnStarted,
+)
+from ..images import Image
+from ..records import ModelStep, NoteStep, Segment, ToolStep
+from ..trajectory import Header, Trajectory
+
+Op = list[Any]
+
+_NAME = re.compile(r'"name"\s*:\s*"([^"\\]*)"')
+_CODE_KEY = re.compile(r'"code"\s*:\s*"')
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def partial_json_string(raw: str, start: int) -> str:
+    """Decode a JSON string body from `start` up to its closing quote or the end of what has streamed.
+
+    An escape cut by the end of the stream is left out until the rest arrives, so the result only grows.
+    """
+    out: list[str] = []
+    i, n = start, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == '"':
+            break
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        e = raw[i + 1]
+        if e == "u":
+            if i + 6 > n:
+                break
+            try:
+                out.append(chr(int(raw[i + 2:i + 6], 16)))
+            except ValueError:
+                out.append(raw[i:i + 6])
+            i += 6
+            continue
+        out.append(_ESCAPES.get(e, e))
+        i += 2
+    return "".join(out)
+
+
+class _StreamedCall:
+    """Follows a streaming <tool_call> body: shows the code of a code call as it is written, else the JSON."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.mode: str | None = None  # "code" or "raw" once known
+
+    def feed(self, text: str) -> str:
+        self.raw += text
+        if self.mode is None:
+            m = _NAME.search(self.raw)
+            if m:
+                self.mode = "code" if m.group(1) == "code" else "raw"
+        if self.mode == "raw":
+            return self.raw
+        if self.mode == "code":
+            m = _CODE_KEY.search(self.raw)
+            return partial_json_string(self.raw, m.end()) if m else ""
+        return ""
+
+
+def image_json(im: Image) -> dict[str, Any]:
+    p = im.provenance
+    d: dict[str, Any] = {"sha": im.sha256, "w": im.width, "h": im.height, "kind": p.kind}
+    if p.source:
+        d["source"] = p.source
+    if p.box:
+        d["box"] = list(p.box)
+    if p.name:
+        d["name"] = p.name
+    return d
+
+
+class RunState:
+    """The cards of one run and their running totals; `listener` gets every patch as it happens."""
+
+    def __init__(self, listener: Callable[[Op], None] | None = None):
+        self.listener = listener
+        self.cards: list[dict[str, Any]] = []
+        self.images: dict[str, Image] = {}
+        self.run_id = ""
+        self.path: str | None = None
+        self.status = "waiting"
+        self.started = time.monotonic()
+        self.elapsed: float | None = None
+        self.tokens_out = 0
+        self.tokens_in = 0
+        self.streamed = 0  # deltas of the turn in progress, counted as tokens until the turn reports usage
+        self.answer: str | None = None
+        self._by_step: dict[int, int] = {}  # step index -> card position
+        self._calls: dict[tuple[int, int], _StreamedCall] = {}
+
+    # -- feeding ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_trajectory(cls, traj: Trajectory, listener: Callable[[Op], None] | None = None) -> RunState:
+        """The finished view of a recorded run (built through the same events a live run sends)."""
+        st = cls(listener)
+        base = traj.path.parent if traj.path else None
+        header = traj.header.to_json(base)
+        header["path"] = str(traj.path) if traj.path else None
+        st.start_run(header, traj.header)
+        for step in traj.steps:
+            for ev in events_of_step(step):
+                st.apply(ev)
+        if traj.end is not None:
+            if traj.end.error:
+                st.apply(RunError(traj.end.error, None))
+            st.apply(RunFinished(traj.end.reason, traj.end.answer, traj.end.elapsed_s, traj.end.usage))
+        else:
+            st.status = "unfinished"
+            st.elapsed = sum(getattr(s, "elapsed_s", 0.0) for s in traj.steps)
+        return st
+
+    def apply(self, ev: Any) -> None:
+        """Update the cards for one agent event."""
+        handler = _HANDLERS.get(type(ev))
+        if handler is not None:
+            handler(self, ev)
+
+    def start_run(self, header: dict[str, Any], parsed: Header | None = None) -> None:
+        self.run_id = str(header.get("id", ""))
+        self.path = header.get("path")
+        self.status = "running"
+        self.started = time.monotonic()
+        if parsed is None:
+            base = Path(self.path).parent if self.path else None
+            parsed = Header.from_json(header, base)
+        for im in parsed.images:
+            self.images[im.sha256] = im
+        parent = header.get("parent") or None
+        self._add({"type": "question", "text": parsed.question, "mode": parsed.mode,
+                   "model": (parsed.model or {}).get("name", ""),
+                   "images": [image_json(im) for im in parsed.images],
+                   "parent": {"id": parent.get("id"), "step": parent.get("step")} if parent else None})
+
+    # -- event handlers ---------------------------------------------------------------------------
+
+    def _on_started(self, ev: RunStarted) -> None:
+        self.start_run(ev.header)
+        self._header()
+
+    def _on_turn(self, ev: TurnStarted) -> None:
+        self.streamed = 0
+        self._add({"type": "model", "index": ev.index, "segs": [], "done": False})
+
+    def _model_card(self, index: int) -> tuple[int, dict[str, Any]]:
+        if index not in self._by_step:
+            self._on_turn(TurnStarted(index))
+        c = self._by_step[index]
+        return c, self.cards[c]
+
+    def _on_delta(self, ev: TokenDelta) -> None:
+        c, card = self._model_card(ev.index)
+        self.streamed += 1
+        segs = card["segs"]
+        if not segs or segs[-1]["closed"] or segs[-1]["kind"] != ev.kind:
+            segs.append({"kind": ev.kind, "text": "", "closed": False})
+            s = len(segs) - 1
+            self._emit(["s", c, s, self._seg_html(card, s)])
+        s = len(segs) - 1
+        seg = segs[s]
+        if ev.kind == "tool_call":
+            shown = self._calls.setdefault((c, s), _StreamedCall()).feed(ev.text)
+            new = shown[len(seg["text"]):]
+            seg["text"] = shown
+        else:
+            new = ev.text
+            seg["text"] += new
+        if new:
+            self._emit(["a", c, s, new])
+
+    def _on_segment(self, ev: SegmentClosed) -> None:
+        c, card = self._model_card(ev.index)
+        segs = card["segs"]
+        final = segment_json(ev.segment)
+        if segs and not segs[-1]["closed"] and segs[-1]["kind"] == ev.segment.kind:
+            s = len(segs) - 1
+            unchanged = segs[s]["text"] == final["text"] and final["kind"] not in ("tool_call", "code", "plan")
+            segs[s] = final
+            self._calls.pop((c, s), None)
+            if unchanged and final["closed"]:
+                self._emit(["s", c, s, None])  # only the "open" mark goes: the text is already there
+                return
+        else:
+            segs.append(final)
+            s = len(segs) - 1
+        self._emit(["s", c, s, self._seg_html(card, s)])
+
+    def _on_turn_finished(self, ev: TurnFinished) -> None:
+        step = ev.step
+        c, card = self._model_card(step.index)
+        final = [segment_json(s) for s in step.segments]
+        same = [(s["kind"], s["text"]) for s in card["segs"]] == [(s["kind"], s["text"]) for s in final]
+        card.update(segs=final, done=True, tokens_in=step.tokens_in, tokens_out=step.tokens_out,
+                    elapsed=step.elapsed_s, finish=step.finish_reason)
+        self.tokens_out += step.tokens_out
+        self.tokens_in += step.tokens_in
+        self.streamed = 0
+        if same:
+            self._emit(["f", c, self._footer_html(card)])
+        else:
+            self._emit(["c", c, self._card_html(c)])
+        self._header()
+
+    def _on_tool_started(self, ev: ToolStarted) -> None:
+        self._add({"type": "tool", "index": ev.index, "name": ev.call.name, "arguments": ev.call.arguments,
+                   "error": ev.call.error, "done": False, "obs": None})
+        self._header()
+
+    def _on_tool_finished(self, ev: ToolFinished) -> None:
+        step = ev.step
+        for im in step.observation.images:
+            self.images[im.sha256] = im
+        card = {"type": "tool", "index": step.index, "name": step.call.name, "arguments": step.call.arguments,
+                "error": step.call.error, "done": True, "elapsed": step.elapsed_s,
+                "obs": {"text": step.observation.text, "error": step.observation.error,
+                        "images": [image_json(im) for im in step.observation.images],
+                        "data": step.observation.data, "limits": list(step.observation.limits_hit)}}
+        self._set(step.index, card)
+
+    def _on_note(self, ev: NoteAdded) -> None:
+        self._set(ev.step.index, {"type": "note", "index": ev.step.index, "text": ev.step.text,
+                                  "reason": ev.step.reason})
+
+    def _on_answered(self, ev: Answered) -> None:
+        self.answer = ev.text
+
+    def _on_error(self, ev: RunError) -> None:
+        self._add({"type": "error", "text": ev.message, "index": ev.index})
+
+    def _on_finished(self, ev: RunFinished) -> None:
+        self.status = ev.reason
+        self.elapsed = ev.elapsed_s
+        if ev.answer is not None:
+            self.answer = ev.answer
+        if ev.usage:
+            self.tokens_out = int(ev.usage.get("completion_tokens", self.tokens_out))
+            self.tokens_in = int(ev.usage.get("prompt_tokens", self.tokens_in))
+        self.streamed = 0
+        self._add({"type": "end", "reason": ev.reason, "answer": self.answer, "elapsed": ev.elapsed_s,
+                   "usage": dict(ev.usage or {})})
+        self._header()
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+
+    def _add(self, card: dict[str, Any]) -> int:
+        self.cards.append(card)
+        c = len(self.cards) - 1
+        if "index" in card and card["type"] in ("model", "tool", "note"):
+            self._by_step[card["index"]] = c
+        self._emit(["c", c, self._card_html(c)])
+        return c
+
+    def _set(self, index: int, card: dict[str, Any]) -> None:
+        if index in self._by_step:
+            c = self._by_step[index]
+            self.cards[c] = card
+            self._emit(["c", c, self._card_html(c)])
+        else:
+            self._add(card)
+        self._header()
+
+    def _emit(self, op: Op) -> None:
+        if self.listener is not None:
+            self.listener(op)
+
+    def _header(self) -> None:
+        if self.listener is not None:
+            self._emit(["h", self.header_html(live=True)])
+
+    # -- numbers for the header ---------------------------------------------------------------------
+
+    @property
+    def step_count(self) -> int:
+        return sum(1 for card in self.cards if card["type"] in ("model", "tool", "note"))
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_out + self.streamed
+
+    @property
+    def seconds(self) -> float:
+        return self.elapsed if self.elapsed is not None else time.monotonic() - self.started
+
+    # -- rendering (delegated to the one renderer) --------------------------------------------------
+
+    def _card_html(self, c: int) -> str:
+        from .render import render_card
+
+        return render_card(self.cards[c], c, self.images)
+
+    def _seg_html(self, card: dict[str, Any], s: int) -> str:
+        from .render import render_segment
+
+        return render_segment(card["segs"][s], s)
+
+    def _footer_html(self, card: dict[str, Any]) -> str:
+        from .render import render_footer
+
+        return render_footer(card)
+
+    def header_html(self, live: bool = False) -> str:
+        from .render import render_header
+
+        return render_header(self, live=live)
+
+
+def segment_json(seg: Segment) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": seg.kind, "text": seg.text, "closed": True}
+    if not seg.closed:
+        d["cut"] = True  # the stream ended inside it
+    if seg.call is not None:
+        d["call"] = {"name": seg.call.name, "arguments": seg.call.arguments, "error": seg.call.error}
+    return d
+
+
+def events_of_step(step: ModelStep | ToolStep | NoteStep) -> list[Any]:
+    """The events a live run would have sent for a recorded step (without the token stream)."""
+    if isinstance(step, ModelStep):
+        return [TurnStarted(step.index), *(SegmentClosed(step.index, s) for s in step.segments),
+                TurnFinished(step)]
+    if isinstance(step, ToolStep):
+        return [ToolStarted(step.index, step.call), ToolFinished(step)]
+    return [NoteAdded(step)]
+
+
+def plan_steps(text: str) -> list[dict[str, Any]] | None:
+    """A Plan-mode plan (a JSON array of steps) or None if the text is not one."""
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.strip("`")
+        t = t[t.find("\n") + 1:] if "\n" in t else t
+    try:
+        value = json.loads(t)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return None
+
+
+_HANDLERS: dict[type, Callable[[RunState, Any], None]] = {
+    RunStarted: RunState._on_started,
+    TurnStarted: RunState._on_turn,
+    TokenDelta: RunState._on_delta,
+    SegmentClosed: RunState._on_segment,
+    TurnFinished: RunState._on_turn_finished,
+    ToolStarted: RunState._on_tool_started,
+    ToolFinished: RunState._on_tool_finished,
+    NoteAdded: RunState._on_note,
+    Answered: RunState._on_answered,
+    RunError: RunState._on_error,
+    RunFinished: RunState._on_finished,
+}

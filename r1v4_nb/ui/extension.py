@@ -1,0 +1,18 @@
+"""`%load_ext r1v4_nb`: register the magics; `%unload_ext` removes them again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .magics import R1V4Magics
+
+    ipython.register_magics(R1V4Magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        magics[kind].pop("r1v4", None)
+    ipython.magics_manager.registry.pop("R1V4Magics", None)

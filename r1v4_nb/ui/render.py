@@ -1,0 +1,430 @@
+"""The one renderer: cards (from `cards.RunState`) to HTML.
+
+The live widget, the debugger and the static export all draw cards with these
+functions, so a run looks the same everywhere. Everything that came from a
+model, a tool or the web is escaped (`sanitize.esc`); links are kept only for
+http(s) URLs; images are thumbnails we encode ourselves as data: URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+from typing import Any
+
+from ..images import Image
+from .highlight import highlight_python
+from .sanitize import esc, link
+
+THUMB_SIDE = 320
+FULL_SIDE = 2048
+MAX_TEXT = 6000  # characters of tool output or page text shown in a card before "... (N more)"
+
+_thumbs: dict[tuple[str, int], str] = {}
+_thumb_lock = threading.Lock()
+_PLACEHOLDER = re.compile(r"\[[^\[\]\n]{1,80}? from [Ss]tep \d+\]")
+_STATUS = {"waiting", "running", "answered", "no_answer", "budget", "cancelled", "error", "unfinished"}
+
+CSS = """
+.r1v4-run{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px;line-height:1.45;
+  color:var(--jp-ui-font-color1,#1f2328);max-width:1100px}
+.r1v4-run pre{white-space:pre-wrap;word-break:break-word;margin:0;font-family:var(--jp-code-font-family,
+  ui-monospace,Menlo,monospace);font-size:12px}
+.r1v4-head{display:flex;gap:14px;align-items:center;flex-wrap:wrap;padding:6px 10px;border-radius:6px;
+  background:var(--jp-layout-color2,#f3f4f6);margin-bottom:8px;position:sticky;top:0;z-index:1}
+.r1v4-head b{font-weight:600}
+.r1v4-status{padding:1px 8px;border-radius:10px;background:#dbeafe;color:#1e3a8a;font-weight:600}
+.r1v4-st-answered{background:#dcfce7;color:#14532d}.r1v4-st-cancelled,.r1v4-st-budget,.r1v4-st-no_answer,
+.r1v4-st-unfinished{background:#fef3c7;color:#78350f}.r1v4-st-error{background:#fee2e2;color:#7f1d1d}
+.r1v4-stop{margin-left:auto;padding:2px 14px;border:1px solid #b91c1c;background:#fff;color:#b91c1c;
+  border-radius:4px;cursor:pointer;font-weight:600}
+.r1v4-stop:hover{background:#fee2e2}.r1v4-stop[disabled]{opacity:.5;cursor:default}
+.r1v4-card{border:1px solid var(--jp-border-color2,#d0d7de);border-radius:6px;margin:6px 0;padding:8px 10px;
+  background:var(--jp-layout-color0,#fff)}
+.r1v4-card-title{font-weight:600;font-size:12px;color:var(--jp-ui-font-color2,#57606a);margin-bottom:4px;
+  display:flex;gap:8px;flex-wrap:wrap}
+.r1v4-question .r1v4-q{font-size:14px;font-weight:500}
+.r1v4-model{border-left:3px solid #6366f1}.r1v4-tool{border-left:3px solid #0ea5e9}
+.r1v4-note{border-left:3px solid #f59e0b;background:#fffbeb}.r1v4-error{border-left:3px solid #dc2626;
+  background:#fef2f2}.r1v4-end{border-left:3px solid #16a34a}
+.r1v4-seg{margin:4px 0}.r1v4-blank{display:none}
+.r1v4-k-think pre{color:var(--jp-ui-font-color2,#57606a);font-style:italic}
+.r1v4-k-think summary{cursor:pointer;font-size:12px;color:var(--jp-ui-font-color2,#57606a)}
+.r1v4-label{font-size:11px;text-transform:uppercase;letter-spacing:.04em;color:var(--jp-ui-font-color2,#57606a)}
+.r1v4-code{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px}
+.r1v4-code .k{color:#8250df;font-weight:600}.r1v4-code .s{color:#0a3069}.r1v4-code .c{color:#6e7781;
+  font-style:italic}.r1v4-code .m{color:#0550ae}.r1v4-code .b{color:#953800}.r1v4-code .f{color:#6639ba}
+.r1v4-open>.r1v4-body::after,.r1v4-open .r1v4-body::after{content:"\\258D";color:#6366f1}
+.r1v4-answer,.r1v4-final{background:#ecfdf5;border:1px solid #34d399;border-radius:6px;padding:6px 10px;
+  font-size:14px}
+.r1v4-answer pre,.r1v4-final pre{font-family:inherit;font-size:14px;font-weight:600;color:#065f46}
+.r1v4-out{background:var(--jp-layout-color2,#f6f8fa);padding:6px 8px;border-radius:4px;max-height:360px;
+  overflow:auto}
+.r1v4-err{background:#fef2f2;color:#991b1b;padding:6px 8px;border-radius:4px}
+.r1v4-imgs{display:flex;gap:10px;flex-wrap:wrap;margin-top:6px;align-items:flex-start}
+.r1v4-thumb{max-width:320px;max-height:320px;border:1px solid var(--jp-border-color2,#d0d7de);
+  border-radius:4px;cursor:zoom-in;display:block}
+.r1v4-fig{margin:0;font-size:11px;color:var(--jp-ui-font-color2,#57606a)}
+.r1v4-crop{display:flex;gap:8px;align-items:center}
+.r1v4-src{position:relative;display:inline-block}
+.r1v4-box{position:absolute;border:2px solid #ef4444;box-shadow:0 0 0 1px #fff;pointer-events:none}
+.r1v4-arrow{font-size:20px;color:#ef4444}
+.r1v4-results{margin:4px 0 0 0;padding:0;list-style:none}
+.r1v4-results li{margin:4px 0;padding:4px 8px;border:1px solid var(--jp-border-color3,#eaeef2);border-radius:4px}
+.r1v4-url{color:#1a7f37;font-size:11px;word-break:break-all}
+.r1v4-snippet{color:var(--jp-ui-font-color1,#1f2328)}
+.r1v4-badurl{color:#6e7781}
+.r1v4-matches{display:flex;gap:10px;flex-wrap:wrap}
+.r1v4-match{width:170px;font-size:11px}.r1v4-match .r1v4-thumb{max-width:160px;max-height:120px}
+.r1v4-sim{font-weight:600;color:#0550ae}
+.r1v4-page{border:1px solid var(--jp-border-color3,#eaeef2);border-radius:4px;padding:6px 8px;margin:4px 0}
+.r1v4-plan{margin:4px 0;padding-left:22px}.r1v4-plan li{margin:3px 0}
+.r1v4-tool-badge{display:inline-block;padding:0 6px;border-radius:8px;background:#e0f2fe;color:#075985;
+  font-size:11px;margin-left:6px}
+.r1v4-ph{background:#fef3c7;border-radius:3px;padding:0 2px}
+.r1v4-foot{font-size:11px;color:var(--jp-ui-font-color2,#57606a);margin-top:4px}
+.r1v4-badge{display:inline-block;padding:0 6px;border-radius:8px;background:#fee2e2;color:#7f1d1d;font-size:11px}
+.r1v4-overlay{position:fixed;inset:0;background:rgba(0,0,0,.75);display:flex;align-items:center;
+  justify-content:center;z-index:10000;cursor:zoom-out}
+.r1v4-overlay img{max-width:95vw;max-height:95vh;background:#fff}
+"""
+
+
+# -- images ---------------------------------------------------------------------------------------------
+
+def thumbnail_url(im: Image, side: int = THUMB_SIDE) -> str:
+    """A data: URL of the image scaled to fit `side` pixels (cached per image and size)."""
+    key = (im.sha256, side)
+    with _thumb_lock:
+        if key in _thumbs:
+            return _thumbs[key]
+    try:
+        pil = im.open()
+    except (OSError, ValueError):
+        return ""
+    if max(pil.size) > side:
+        pil.thumbnail((side, side))
+    buf = io.BytesIO()
+    if pil.mode in ("RGBA", "LA", "P"):
+        pil.save(buf, format="PNG", optimize=True)
+        mime = "image/png"
+    else:
+        pil.convert("RGB").save(buf, format="JPEG", quality=82)
+        mime = "image/jpeg"
+    url = f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    with _thumb_lock:
+        _thumbs[key] = url
+    return url
+
+
+def full_url(im: Image) -> str:
+    """The image at full resolution (capped at FULL_SIDE), sent only when asked for."""
+    return thumbnail_url(im, FULL_SIDE)
+
+
+def _img(d: dict[str, Any] | None, images: dict[str, Image], side: int = THUMB_SIDE, cls: str = "r1v4-thumb") -> str:
+    if not d or d.get("sha") not in images:
+        return '<span class="r1v4-badurl">(image missing)</span>'
+    url = thumbnail_url(images[d["sha"]], side)
+    if not url:
+        return '<span class="r1v4-badurl">(image unreadable)</span>'
+    title = f"{d.get('name') or d['sha'][:12]} ({d.get('w')}x{d.get('h')})"
+    return f'<img class="{cls}" src="{url}" data-sha="{esc(d["sha"])}" alt="{esc(title)}" title="{esc(title)}">'
+
+
+def _figure(d: dict[str, Any], images: dict[str, Image]) -> str:
+    """An image; a crop is drawn beside its source with the box marked on it."""
+    caption = esc(d.get("name") or "") + f" {int(d.get('w', 0))}x{int(d.get('h', 0))}"
+    src, box = d.get("source"), d.get("box")
+    if src in images and isinstance(box, list) and len(box) == 4:
+        s = images[src]
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            x0 = y0 = x1 = y1 = 0.0
+        left, top = 100 * x0 / max(1, s.width), 100 * y0 / max(1, s.height)
+        width, height = 100 * (x1 - x0) / max(1, s.width), 100 * (y1 - y0) / max(1, s.height)
+        box_style = f"left:{left:.2f}%;top:{top:.2f}%;width:{width:.2f}%;height:{height:.2f}%"
+        source = {"sha": src, "w": s.width, "h": s.height, "name": s.provenance.name}
+        return (f'<figure class="r1v4-fig r1v4-crop"><div class="r1v4-src">{_img(source, images, 240)}'
+                f'<div class="r1v4-box" style="{box_style}"></div></div><span class="r1v4-arrow">&#8594;</span>'
+                f'<div>{_img(d, images)}<figcaption>crop [{int(x0)}, {int(y0)}, {int(x1)}, {int(y1)}] '
+                f'{caption}</figcaption></div></figure>')
+    return f'<figure class="r1v4-fig">{_img(d, images)}<figcaption>{caption}</figcaption></figure>'
+
+
+# -- text helpers ---------------------------------------------------------------------------------------
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    if len(text) <= limit:
+        return esc(text)
+    return esc(text[:limit]) + f'<span class="r1v4-badurl"> ... ({len(text) - limit} more characters)</span>'
+
+
+def _json(value: Any, limit: int = 600) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False, indent=None), limit)
+
+
+def _num(x: Any, fmt: str = "{:.1f}") -> str:
+    try:
+        return fmt.format(float(x))
+    except (TypeError, ValueError):
+        return "?"
+
+
+# -- segments -------------------------------------------------------------------------------------------
+
+_LABELS = {"code": "Code", "tool_call": "Tool call", "answer": "Answer", "plan": "Plan", "observation": "Observation"}
+
+
+def render_segment(seg: dict[str, Any], s: int) -> str:
+    """One segment of a model turn. Open (streaming) segments get a body the front end appends to."""
+    kind = str(seg.get("kind", "text"))
+    text = str(seg.get("text", ""))
+    closed = bool(seg.get("closed", True))
+    cls = f"r1v4-seg r1v4-k-{re.sub(r'[^a-z_]', '', kind)}" + ("" if closed else " r1v4-open")
+    cut = ' <span class="r1v4-badge">cut off</span>' if seg.get("cut") else ""
+    call = seg.get("call") or {}
+    if kind == "think":
+        return (f'<div class="{cls}" data-s="{s}"><details open><summary>Thinking{cut}</summary>'
+                f'<pre class="r1v4-body">{esc(text)}</pre></details></div>')
+    if kind == "text":
+        blank = " r1v4-blank" if closed and not text.strip() else ""
+        return f'<div class="{cls}{blank}" data-s="{s}"><pre class="r1v4-body">{esc(text)}</pre></div>'
+    if kind == "answer":
+        return (f'<div class="{cls} r1v4-answer" data-s="{s}"><div class="r1v4-label">Answer{cut}</div>'
+                f'<pre class="r1v4-body">{esc(text)}</pre></div>')
+    if kind == "plan" and closed:
+        from .cards import plan_steps
+
+        steps = plan_steps(text)
+        if steps is not None:
+            return f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Plan</div>{render_plan(steps)}</div>'
+    if kind == "tool_call" and not closed:
+        return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Tool call</div>'
+                f'<pre class="r1v4-body r1v4-code">{esc(text)}</pre></div>')
+    is_code = kind == "code" or (kind == "tool_call" and call.get("name") == "code")
+    if kind == "tool_call" and closed and call:
+        err = f'<div class="r1v4-err">{esc(call["error"])}</div>' if call.get("error") else ""
+        args = call.get("arguments") or {}
+        if call.get("name") == "code" and isinstance(args.get("code"), str):
+            body = f'<pre class="r1v4-body r1v4-code">{highlight_python(args["code"])}</pre>'
+            return f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Code{cut}</div>{body}{err}</div>'
+        return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Calls <b>{esc(call.get("name"))}</b>'
+                f'{cut}</div><pre class="r1v4-body r1v4-out">{_json(args, 2000)}</pre>{err}</div>')
+    if is_code:
+        code = call.get("arguments", {}).get("code", text) if kind == "code" and call else text
+        body = highlight_python(code) if closed else esc(code)
+        err = f'<div class="r1v4-err">{esc(call["error"])}</div>' if call.get("error") else ""
+        return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Code{cut}</div>'
+                f'<pre class="r1v4-body r1v4-code">{body}</pre>{err}</div>')
+    label = _LABELS.get(kind, kind)
+    return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">{esc(label)}{cut}</div>'
+            f'<pre class="r1v4-body r1v4-out">{esc(text)}</pre></div>')
+
+
+def render_plan(steps: list[dict[str, Any]]) -> str:
+    """A Plan-mode plan as a numbered list: description (placeholders marked), tool, parameters."""
+    items = []
+    for st in steps:
+        desc = _PLACEHOLDER.sub(lambda m: f'<span class="r1v4-ph">{m.group(0)}</span>', esc(st.get("description", "")))
+        tool = st.get("tool_name") or "none"
+        params = st.get("parameters") or {}
+        shown = "" if not params else f' <code>{_PLACEHOLDER.sub(lambda m: f"<span class=r1v4-ph>{m.group(0)}</span>", _json(params, 300))}</code>'
+        items.append(f'<li>{desc}<span class="r1v4-tool-badge">{esc(tool)}</span>{shown}</li>')
+    return f'<ol class="r1v4-plan">{"".join(items)}</ol>'
+
+
+# -- cards ----------------------------------------------------------------------------------------------
+
+def render_footer(card: dict[str, Any]) -> str:
+    if not card.get("done"):
+        return '<div class="r1v4-foot">writing...</div>'
+    bits = [f"{int(card.get('tokens_out', 0))} tokens out", f"{int(card.get('tokens_in', 0))} in context",
+            f"{_num(card.get('elapsed', 0))} s"]
+    if card.get("finish") not in (None, "stop"):
+        bits.append(f"finish: {esc(card['finish'])}")
+    return f'<div class="r1v4-foot">{" &#183; ".join(bits)}</div>'
+
+
+def render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
+    """One card (question, model turn, tool call, note, error, end) as HTML."""
+    kind = card.get("type")
+    body = _RENDERERS.get(kind, _render_unknown)(card, images)
+    return f'<div class="r1v4-card r1v4-{esc(kind)}" data-c="{c}">{body}</div>'
+
+
+def _title(*parts: str) -> str:
+    return f'<div class="r1v4-card-title">{"".join(f"<span>{p}</span>" for p in parts if p)}</div>'
+
+
+def _render_question(card: dict[str, Any], images: dict[str, Image]) -> str:
+    parent = card.get("parent")
+    fork = f"branch of {esc(parent.get('id'))} at step {esc(parent.get('step'))}" if parent else ""
+    imgs = "".join(_figure(d, images) for d in card.get("images", []))
+    return (_title("Question", f"mode: {esc(card.get('mode', ''))}", f"model: {esc(card.get('model', ''))}", fork)
+            + f'<div class="r1v4-q"><pre>{esc(card.get("text", ""))}</pre></div>'
+            + (f'<div class="r1v4-imgs">{imgs}</div>' if imgs else ""))
+
+
+def _render_model(card: dict[str, Any], images: dict[str, Image]) -> str:
+    segs = "".join(render_segment(seg, s) for s, seg in enumerate(card.get("segs", [])))
+    return (_title(f"Step {int(card.get('index', 0))}", "model")
+            + f'<div class="r1v4-segs">{segs}</div>' + render_footer(card))
+
+
+def _render_tool(card: dict[str, Any], images: dict[str, Image]) -> str:
+    name = str(card.get("name", ""))
+    args = card.get("arguments") or {}
+    shown_args = "" if name == "code" else f"<code>{_json(args, 300)}</code>"
+    obs = card.get("obs")
+    elapsed = f"{_num(card.get('elapsed', 0), '{:.2f}')} s" if card.get("done") else "running..."
+    head = _title(f"Step {int(card.get('index', 0))}", f"tool <b>{esc(name)}</b>", shown_args, elapsed)
+    if obs is None:
+        return head + ('<div class="r1v4-err">' + esc(card["error"]) + "</div>" if card.get("error") else "")
+    return head + render_observation(name, obs, images)
+
+
+def render_observation(name: str, obs: dict[str, Any], images: dict[str, Image]) -> str:
+    """A tool's result: structured views for search, image search and visits; stdout, errors and images."""
+    data = obs.get("data") or {}
+    parts: list[str] = []
+    used: set[int] = set()
+    structured = False
+    if isinstance(data.get("queries"), list):
+        parts.append(_search_results(data["queries"]))
+        structured = True
+    if isinstance(data.get("matches"), list):
+        parts.append(_image_matches(data["matches"], obs.get("images", []), images, used))
+        structured = True
+    if isinstance(data.get("pages"), list):
+        parts.append(_pages(data["pages"]))
+        structured = True
+    text = str(obs.get("text", ""))
+    if obs.get("error"):
+        parts.append(f'<pre class="r1v4-err">{_clip(str(obs["error"]))}</pre>')
+        if text.strip() == str(obs["error"]).strip():
+            text = ""
+    if text.strip():
+        if structured:
+            parts.append(f'<details><summary class="r1v4-label">What the model read</summary>'
+                         f'<pre class="r1v4-out">{_clip(text)}</pre></details>')
+        else:
+            parts.append(f'<pre class="r1v4-out">{_clip(text)}</pre>')
+    figs = [_figure(d, images) for n, d in enumerate(obs.get("images", [])) if n not in used]
+    if figs:
+        parts.append(f'<div class="r1v4-imgs">{"".join(figs)}</div>')
+    if obs.get("limits"):
+        parts.append("".join(f'<span class="r1v4-badge">limit: {esc(x)}</span> ' for x in obs["limits"]))
+    return "".join(parts)
+
+
+def _search_results(queries: list[Any]) -> str:
+    out = []
+    for q in queries:
+        if not isinstance(q, dict):
+            continue
+        items = []
+        for r in q.get("results") or []:
+            if not isinstance(r, dict):
+                continue
+            items.append(f'<li><div>{link(r.get("url"), r.get("title") or r.get("url"))}</div>'
+                         f'<div class="r1v4-url">{esc(r.get("url", ""))}</div>'
+                         f'<div class="r1v4-snippet">{_clip(str(r.get("snippet", "")), 600)}</div></li>')
+        empty = "" if items else "<li>no results</li>"
+        out.append(f'<div class="r1v4-label">Search: {esc(q.get("query", ""))}</div>'
+                   f'<ul class="r1v4-results">{"".join(items)}{empty}</ul>')
+    return "".join(out)
+
+
+def _image_matches(matches: list[Any], obs_images: list[dict[str, Any]], images: dict[str, Image],
+                   used: set[int]) -> str:
+    cells = []
+    for m in matches:
+        if not isinstance(m, dict):
+            continue
+        thumb = ""
+        t = m.get("thumbnail")
+        if isinstance(t, int) and 0 <= t < len(obs_images):
+            used.add(t)
+            thumb = _img(obs_images[t], images, 160)
+        sim = f'<span class="r1v4-sim">{_num(m.get("similarity"), "{:.2f}")}</span> ' if m.get("similarity") is not None else ""
+        cells.append(f'<div class="r1v4-match">{thumb}<div>{sim}{link(m.get("url"), m.get("title") or m.get("url"))}'
+                     f'</div><div class="r1v4-url">{esc(m.get("url", ""))}</div></div>')
+    return f'<div class="r1v4-label">Image matches</div><div class="r1v4-matches">{"".join(cells) or "none"}</div>'
+
+
+def _pages(pages: list[Any]) -> str:
+    out = []
+    for p in pages:
+        if not isinstance(p, dict):
+            continue
+        links = p.get("links") or []
+        out.append(f'<div class="r1v4-page"><div><b>{link(p.get("url"), p.get("title") or p.get("url"))}</b></div>'
+                   f'<div class="r1v4-url">{esc(p.get("url", ""))}</div>'
+                   f'<pre class="r1v4-out">{_clip(str(p.get("text", "")), 2000)}</pre>'
+                   f'<div class="r1v4-foot">{len(links) if isinstance(links, list) else 0} links</div></div>')
+    return f'<div class="r1v4-label">Visited</div>{"".join(out)}'
+
+
+def _render_note(card: dict[str, Any], images: dict[str, Image]) -> str:
+    return (_title(f"Step {int(card.get('index', 0))}", "note", esc(card.get("reason", "")))
+            + f'<pre>{esc(card.get("text", ""))}</pre>')
+
+
+def _render_error(card: dict[str, Any], images: dict[str, Image]) -> str:
+    return _title("Error") + f'<pre class="r1v4-err">{esc(card.get("text", ""))}</pre>'
+
+
+def _render_end(card: dict[str, Any], images: dict[str, Image]) -> str:
+    usage = card.get("usage") or {}
+    head = _title("End", f"reason: <b>{esc(card.get('reason', ''))}</b>", f"{_num(card.get('elapsed', 0))} s",
+                  f"{int(usage.get('completion_tokens', 0))} tokens out, {int(usage.get('prompt_tokens', 0))} in")
+    answer = card.get("answer")
+    if answer is None:
+        return head + '<div class="r1v4-foot">no answer</div>'
+    return head + f'<div class="r1v4-final"><div class="r1v4-label">Final answer</div><pre>{esc(answer)}</pre></div>'
+
+
+def _render_unknown(card: dict[str, Any], images: dict[str, Image]) -> str:
+    return f"<pre>{_json(card, 2000)}</pre>"
+
+
+_RENDERERS = {"question": _render_question, "model": _render_model, "tool": _render_tool, "note": _render_note,
+              "error": _render_error, "end": _render_end}
+
+
+# -- whole runs -----------------------------------------------------------------------------------------
+
+def render_header(state: Any, live: bool = False) -> str:
+    """Step count, tokens, elapsed time, tokens/s; a Stop button while a live run is going."""
+    status = state.status if state.status in _STATUS else "running"
+    secs = max(state.seconds, 1e-9)
+    rate = state.tokens / secs if state.tokens else 0.0
+    stop = ('<button class="r1v4-stop" title="Stop this run">Stop</button>'
+            if live and status == "running" else "")
+    return (f'<div class="r1v4-head"><span class="r1v4-status r1v4-st-{status}">{status.replace("_", " ")}</span>'
+            f'<span><b>{state.step_count}</b> steps</span><span><b>{state.tokens}</b> tokens</span>'
+            f'<span><b>{_num(secs)}</b> s</span><span><b>{_num(rate)}</b> tok/s</span>{stop}</div>')
+
+
+def render_run(state: Any, mark: str | None = None) -> str:
+    """A whole run as one self-contained HTML fragment (its own <style>), for saved notebooks and exports.
+
+    `mark` (the live view's key) goes into `data-r1v4-snapshot`: the live view of the same run hides the
+    fragment, so a notebook with a kernel shows the widget only, and one without shows this.
+    """
+    cards = "".join(render_card(card, c, state.images) for c, card in enumerate(state.cards))
+    attr = f' data-r1v4-snapshot="{esc(mark)}"' if mark else ""
+    return f'<div class="r1v4-run"{attr}><style>{CSS}</style>{state.header_html(live=False)}{cards}</div>'
+
+
+def export_page(state: Any, title: str = "r1v4 run") -> str:
+    """A standalone HTML page of a run (no script at all)."""
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{esc(title)}</title></head><body>{render_run(state)}</body></html>\n")
