@@ -1,0 +1,100 @@
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from r1v4_nb.models.moe_quant import (  # noqa: E402
+    QuantizedExperts,
+    decode_nf4,
+    encode_nf4,
+    memory_report,
+    quantize_experts,
+    quantized_moe_class,
+)
+
+
+@pytest.fixture(scope="module")
+def moe_model(tiny_moe_path):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(tiny_moe_path).eval()
+
+
+def _experts(model):
+    return [m for n, m in model.named_modules() if n.endswith("mlp.experts")]
+
+
+def test_encode_decode_round_trip_is_closer_than_plain_nf4():
+    import bitsandbytes.functional as bnbf
+
+    torch.manual_seed(0)
+    w = torch.randn(128, 64) * 0.02
+    packed, scale, top = encode_nf4(w)
+    assert packed.dtype == torch.uint8 and packed.numel() == w.numel() // 2
+    assert scale.numel() == w.numel() // 16
+    back = decode_nf4(packed, scale, top, (128, 64), torch.float32)
+    assert torch.nn.functional.cosine_similarity(back.flatten(), w.flatten(), dim=0) > 0.996
+    q, state = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4")
+    plain = bnbf.dequantize_4bit(q, state)
+    assert ((back - w) ** 2).sum() < 0.8 * ((plain - w) ** 2).sum()
+
+
+def test_expert_bytes_drop_at_least_3_5x_against_fp16(moe_model):
+    config = moe_model.config.text_config
+    for experts in _experts(moe_model):
+        fp16 = sum(p.numel() * 2 for p in experts.parameters())
+        q = QuantizedExperts.from_experts(experts, config)
+        qbytes = sum(b.numel() * b.element_size() for b in q.buffers())
+        assert not list(q.parameters())
+        assert fp16 / qbytes >= 3.5, fp16 / qbytes
+
+
+def test_quantized_expert_outputs_stay_close(moe_model):
+    config = moe_model.config.text_config
+    torch.manual_seed(1)
+    for experts in _experts(moe_model):
+        q = QuantizedExperts.from_experts(experts, config)
+        x = torch.randn(64, config.hidden_size)
+        top_k = torch.stack([torch.randperm(config.num_experts)[:2] for _ in range(64)])
+        weights = torch.softmax(torch.randn(64, 2), dim=-1)
+        ref = experts(x, top_k, weights)
+        out = q(x, top_k, weights)
+        cos = torch.nn.functional.cosine_similarity(ref.flatten(), out.flatten(), dim=0)
+        assert cos > 0.99, float(cos)
+
+
+def test_save_and_reload_the_quantized_model(tiny_moe_path, tmp_path):
+    from transformers import AutoModelForImageTextToText, Qwen3VLMoeForConditionalGeneration
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_moe_path).eval()
+    before = memory_report(model)
+    assert quantize_experts(model) == len(_experts(model)) == 2
+    after = memory_report(model)
+    assert after["experts"] * 3 < before["experts"]
+    assert after["vision"] == before["vision"] and after["embeddings"] == before["embeddings"]
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    expected = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False)
+    model.save_pretrained(tmp_path / "q")
+    reloaded_cls = quantized_moe_class(Qwen3VLMoeForConditionalGeneration, receive=False)
+    reloaded = reloaded_cls.from_pretrained(tmp_path / "q").eval()
+    assert all(isinstance(m, QuantizedExperts) for m in _experts(reloaded))
+    a, b = _experts(model)[1], _experts(reloaded)[1]
+    assert torch.equal(a.nf4_down, b.nf4_down) and torch.equal(a.scale_gate_up, b.scale_gate_up)
+    assert torch.equal(reloaded.generate(input_ids=ids, max_new_tokens=6, do_sample=False), expected)
+
+
+def test_quantize_while_loading_matches_quantize_after_loading(tiny_moe_path, moe_model):
+    from transformers import Qwen3VLMoeForConditionalGeneration
+
+    receiving = quantized_moe_class(Qwen3VLMoeForConditionalGeneration, receive=True)
+    loaded = receiving.from_pretrained(tiny_moe_path).eval()
+    reference = QuantizedExperts.from_experts(_experts(moe_model)[0], moe_model.config.text_config)
+    got = _experts(loaded)[0]
+    assert not got._receiving and not list(got.parameters())
+    assert torch.equal(got.nf4_gate_up, reference.nf4_gate_up)
+    assert torch.equal(got.top_down, reference.top_down)
+
+
+def test_unloaded_block_refuses_to_run(moe_model):
+    q = QuantizedExperts(moe_model.config.text_config, receive=True)
+    with pytest.raises(RuntimeError, match="before its weights were loaded"):
+        q(torch.zeros(1, 64), torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2))
