@@ -60,7 +60,7 @@ LENIENT_JSON = json.JSONDecoder(strict=False)
 _FENCE = re.compile(r"\A```[ \t]*[\w+-]*[ \t]*\n?")
 _CLOSING_FENCE = re.compile(r"\n?[ \t]*```[ \t]*\Z")
 _JSON_OUTSIDE = re.compile(r'["{}\[\]<]')
-_JSON_INSIDE = re.compile(r'["\\]')
+_JSON_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
 
 
 def strip_fence(text: str) -> str:
@@ -136,6 +136,7 @@ class TagParser(Parser):
     def __init__(self, tags: Sequence[Tag]):
         self._tags = {t.opener: t for t in tags}
         self._opener_prefixes = _prefixes(list(self._tags))
+        self._closer_prefix_sets = {t.closer: _prefixes([t.closer]) for t in tags}
         self._max_opener = max((len(o) for o in self._tags), default=0)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buf = ""  # held back: a possible partial tag
@@ -146,6 +147,7 @@ class TagParser(Parser):
         # the open tagged segment
         self._tag: Tag | None = None
         self._body: list[str] = []
+        self._closer = ""
         self._closer_prefixes: frozenset[str] = frozenset()
         # JSON state inside a json body
         self._depth = 0
@@ -238,7 +240,7 @@ class TagParser(Parser):
             i = j + 1
 
     def _scan_plain(self, buf: str, i: int, final: bool) -> int:
-        closer = self._tag.closer  # type: ignore[union-attr]
+        closer = self._closer
         k = buf.find(closer, i)
         if k != -1:
             self._emit_body(buf[i:k])
@@ -252,7 +254,7 @@ class TagParser(Parser):
         """Where a possible partial closing tag at the end of `buf[i:]` starts (len(buf) if none)."""
         if final:
             return len(buf)
-        lo = max(i, len(buf) - len(self._tag.closer) + 1)  # type: ignore[union-attr]
+        lo = max(i, len(buf) - len(self._closer) + 1)
         k = buf.rfind("<", lo)
         if k != -1 and buf[k:] in self._closer_prefixes:
             return k
@@ -260,7 +262,7 @@ class TagParser(Parser):
 
     def _scan_json(self, buf: str, i: int, final: bool) -> int:
         """Like `_scan_plain`, but a closing tag counts only outside JSON strings."""
-        closer = self._tag.closer  # type: ignore[union-attr]
+        closer = self._closer
         start, n = i, len(buf)
         while i < n:
             if self._in_str:
@@ -268,15 +270,13 @@ class TagParser(Parser):
                     self._esc = False
                     i += 1
                     continue
-                m = _JSON_INSIDE.search(buf, i)
-                if m is None:
-                    i = n
-                    break
-                i = m.end()
-                if m.group() == "\\":
-                    self._esc = True
-                else:
-                    self._in_str = False
+                i = _JSON_STRING_BODY.match(buf, i).end()  # type: ignore[union-attr]
+                if i < n:  # at the closing quote, or at a backslash that ends the buffer
+                    if buf[i] == '"':
+                        self._in_str = False
+                    else:
+                        self._esc = True
+                    i += 1
                 continue
             m = _JSON_OUTSIDE.search(buf, i)
             if m is None:
@@ -330,7 +330,8 @@ class TagParser(Parser):
         self._close_text()
         self._tag = tag
         self._body = []
-        self._closer_prefixes = _prefixes([tag.closer])
+        self._closer = tag.closer
+        self._closer_prefixes = self._closer_prefix_sets[tag.closer]
         self._depth, self._in_str, self._esc = 0, False, False
         self._event(SegmentEvent(tag.kind, "open"))
 
@@ -363,7 +364,7 @@ class TagParser(Parser):
     def _flush_delta(self) -> None:
         if self._delta_parts:
             self._events.append(SegmentEvent(self._delta_kind or "", "delta", "".join(self._delta_parts)))
-        self._delta_kind, self._delta_parts = None, []
+            self._delta_kind, self._delta_parts = None, []
 
     def _event(self, ev: SegmentEvent) -> None:
         self._flush_delta()
