@@ -1,0 +1,270 @@
+"""Exporters and importers: round trips through ShareGPT and the hosted R1V4 reply, export shapes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trajectory_support import ANSWER, QUESTION, essence, write_sample
+
+from r1v4_nb.dialects.render import result_text
+from r1v4_nb.errors import UsageError
+from r1v4_nb.formats import export, export_text
+from r1v4_nb.formats.hf import to_hf, to_hf_record
+from r1v4_nb.formats.openai import to_openai
+from r1v4_nb.formats.r1v4_api import import_reply
+from r1v4_nb.formats.sharegpt import (
+    from_sharegpt,
+    import_file,
+    llamafactory_problems,
+    load_records,
+    to_sharegpt,
+)
+from r1v4_nb.records import ModelStep, ToolStep
+from r1v4_nb.trajectory import Trajectory, read
+
+
+@pytest.fixture
+def traj(tmp_path: Path) -> Trajectory:
+    return read(write_sample(tmp_path / "runs" / "run.jsonl"))
+
+
+def image_bytes(t: Trajectory) -> list[bytes]:
+    return [im.path.read_bytes() for im in t.all_images()]
+
+
+# --- ShareGPT ---------------------------------------------------------------------------------------------
+
+
+def test_sharegpt_round_trip_gives_the_same_steps_and_identical_images(traj: Trajectory, tmp_path: Path) -> None:
+    out = export([traj], "sharegpt", tmp_path / "data" / "train.json")
+    (record,) = load_records(out)
+    back = from_sharegpt(record, tmp_path / "back" / "run.jsonl", base=out.parent)
+    assert [essence(s) for s in back.steps] == [essence(s) for s in traj.steps]
+    assert back.header.question == QUESTION and back.header.system_prompt == traj.header.system_prompt
+    assert back.header.id == traj.header.id and back.header.mode == "deepresearch"
+    assert back.answer == ANSWER and back.end is not None and back.end.reason == "answered"
+    assert image_bytes(back) == image_bytes(traj)
+    assert back.header.images[0].provenance.kind == "input"
+    assert [im.provenance.kind for im in back.tool_steps[1].observation.images] == ["search", "search"]
+
+
+def test_sharegpt_record_is_what_llamafactory_reads(traj: Trajectory, tmp_path: Path) -> None:
+    record = to_sharegpt(traj, root=tmp_path)
+    roles = [m["from"] for m in record["conversations"]]
+    assert roles == ["human", "function_call", "observation", "function_call", "observation",
+                     "function_call", "observation", "gpt"]
+    assert llamafactory_problems(record) == []
+    assert record["conversations"][0]["value"] == "<image>" + QUESTION
+    call = record["conversations"][1]["value"]
+    assert call.startswith("<think>The sign is small; crop it.</think>\n")
+    assert json.loads(call.split("</think>\n", 1)[1])["name"] == "code"
+    # images in placeholder order: input, crop, two search thumbnails; relative to the file's folder
+    expected = [im.sha256 for im in traj.all_images()]
+    assert [Path(p).stem for p in record["images"]] == expected
+    assert all((tmp_path / p).is_file() for p in record["images"])
+    # the failed visit shows the model's error text; the budget note follows it after a blank line
+    obs = record["conversations"][6]
+    assert obs["value"] == "Error: refused: a loopback address\n\n" + traj.steps[6].text
+    assert obs["notes"] == [traj.steps[6].text] and obs["errors"] == ["refused: a loopback address"]
+
+
+def test_sharegpt_without_hints_still_gives_the_same_calls_results_and_images(traj: Trajectory,
+                                                                                tmp_path: Path) -> None:
+    record = to_sharegpt(traj)
+    for m in record["conversations"]:
+        for hint in ("raw", "notes", "errors"):
+            m.pop(hint, None)
+    back = from_sharegpt(record, tmp_path / "plain.jsonl")
+    calls = [(c.name, c.arguments) for s in back.model_steps for c in s.calls]
+    assert calls == [(c.name, c.arguments) for s in traj.model_steps for c in s.calls]
+    assert [result_text(s.observation) for s in back.tool_steps][:2] == [s.observation.text
+                                                                        for s in traj.tool_steps][:2]
+    assert image_bytes(back) == image_bytes(traj)
+    assert back.answer == ANSWER
+    # a rebuilt turn parses the same: thinking and call in R1V4 tags
+    assert [s.kind for s in back.steps[0].segments] == ["think", "tool_call"]
+
+
+def test_an_edited_value_wins_over_a_stale_raw_hint(traj: Trajectory, tmp_path: Path) -> None:
+    record = to_sharegpt(traj)
+    call = record["conversations"][3]
+    call["value"] = call["value"].replace('"crop.png"', '"photo.png"')
+    back = from_sharegpt(record, tmp_path / "edited.jsonl")
+    assert back.steps[2].calls[0].arguments == {"image_paths": ["photo.png"]}
+    assert "photo.png" in back.steps[2].text
+
+
+def test_sharegpt_import_of_a_foreign_record(tmp_path: Path) -> None:
+    """A record written by someone else: role/content keys, JSON results, arguments as a string."""
+    from trajectory_support import make_png
+
+    make_png(tmp_path / "imgs" / "q.png", (1, 1, 1))
+    make_png(tmp_path / "imgs" / "z.png", (2, 2, 2))
+    data = [{"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "<image>Which city?"},
+        {"role": "function_call", "content": '{"name": "code", "arguments": "{\\"code\\": \\"zoom()\\"}"}'},
+        {"role": "observation", "content": '{"result": "zoomed", "type": "code"}<image>'},
+        {"role": "assistant", "content": "<answer>Zürich</answer>"}],
+        "images": ["imgs/q.png", "imgs/z.png"]}]
+    (tmp_path / "set.json").write_text(json.dumps(data), encoding="utf-8")
+    (path,) = import_file(tmp_path / "set.json", tmp_path / "out")
+    t = read(path)
+    assert t.header.system_prompt == "Be brief." and t.header.question == "Which city?"
+    assert t.steps[0].calls[0].arguments == {"code": "zoom()"}
+    assert t.steps[1].observation.text == "zoomed" and t.steps[1].observation.images[0].provenance.kind == "code"
+    assert t.answer == "Zürich"
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (lambda r: r["images"].pop(), "more <image> placeholders"),
+    (lambda r: r["images"].append(r["images"][0]), "lists 5 images but has 4"),
+    (lambda r: r["conversations"].pop(0), "must start with a human message"),
+    (lambda r: r["images"].__setitem__(0, "nowhere.png"), "image nowhere.png not found"),
+])
+def test_sharegpt_import_errors_are_one_line(traj: Trajectory, tmp_path: Path, change: Any, phrase: str) -> None:
+    record = to_sharegpt(traj)
+    change(record)
+    with pytest.raises(UsageError, match=phrase):
+        from_sharegpt(record, tmp_path / "bad.jsonl")
+
+
+# --- the hosted R1V4 API ----------------------------------------------------------------------------------
+
+
+def data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def hosted_reply(t: Trajectory, urls_inside_json: bool = True) -> dict[str, Any]:
+    """What the hosted API returns for this run: one assistant string, observations with inline images."""
+    content = ""
+    for s in t.steps:
+        if isinstance(s, ModelStep):
+            content += s.text
+        elif isinstance(s, ToolStep):
+            urls = [data_url(im.path) for im in s.observation.images]
+            if urls_inside_json:
+                body = json.dumps({"result": s.observation.text, "type": s.call.name, "images": urls})
+            else:
+                body = json.dumps({"result": s.observation.text, "type": s.call.name}) + " " + " ".join(urls)
+            content += f"\n<observation>{body}</observation>\n"
+    request = {"model": "skywork/r1v4-lite", "enable_search": True, "temperature": 0.2, "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(t.header.images[0].path)}},
+                                     {"type": "text", "text": t.header.question}]}]}
+    response = {"id": "chatcmpl-42", "model": "skywork/r1v4-lite", "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 1234, "completion_tokens": 567, "total_tokens": 1801}}
+    return {"request": request, "response": response}
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["urls-in-json", "urls-after-json"])
+def test_hosted_reply_round_trip(tmp_path: Path, inside: bool) -> None:
+    t = read(write_sample(tmp_path / "runs" / "hosted.jsonl", hosted=True))
+    reply = tmp_path / "reply.json"
+    reply.write_text(json.dumps(hosted_reply(t, inside)), encoding="utf-8")
+    back = import_reply(reply, tmp_path / "imported" / "run.jsonl")
+    assert back.warnings == []
+    assert [s.type for s in back.steps] == [s.type for s in t.steps]
+    for a, b in zip(back.steps, t.steps, strict=True):
+        if isinstance(b, ModelStep):
+            assert a.text.strip() == b.text.strip() and essence(a)["segments"] == essence(b)["segments"]
+        else:
+            assert essence(a) == essence(b)
+    assert image_bytes(back) == image_bytes(t)
+    assert [im.provenance.kind for s in back.tool_steps for im in s.observation.images] == ["code", "search",
+                                                                                          "search"]
+    h = back.header
+    assert h.question == QUESTION and h.mode == "deepresearch" and h.model["name"] == "skywork/r1v4-lite"
+    assert h.settings == {"temperature": 0.2, "enable_search": True}
+    assert {tool["name"] for tool in h.tools} == {"code", "image_search"}
+    assert back.end is not None and back.end.answer == ANSWER and back.end.usage["completion_tokens"] == 567
+    assert "base64" not in back.path.read_text(encoding="utf-8")
+
+
+def test_hosted_reply_in_the_batch_scripts_shape_and_cut_short(tmp_path: Path) -> None:
+    t = read(write_sample(tmp_path / "runs" / "hosted.jsonl", hosted=True))
+    content = hosted_reply(t)["response"]["choices"][0]["message"]["content"]
+    cut = content[:content.index("</observation>", content.index("image_search"))]  # mid second observation
+    photo = t.header.images[0].path
+    line = {"image": str(photo), "question": "Which sign?", "response": {"full_response": cut}}
+    back = import_reply(line, tmp_path / "cut.jsonl")
+    assert [s.type for s in back.steps] == ["model", "tool", "model", "tool"]
+    assert back.header.question == "Which sign?" and back.header.images[0].sha256 == t.header.images[0].sha256
+    assert any("not closed" in w for w in back.warnings)
+    assert back.answer is None and back.end is not None and back.end.reason == "no_answer"
+    assert len(back.steps[3].observation.images) == 2
+
+
+def test_hosted_reply_question_and_images_from_the_command_line(tmp_path: Path) -> None:
+    t = read(write_sample(tmp_path / "runs" / "hosted.jsonl", hosted=True))
+    only_response = hosted_reply(t)["response"]
+    back = import_reply(only_response, tmp_path / "r.jsonl", question="Q?", images=[t.header.images[0].path])
+    assert back.header.question == "Q?" and len(back.header.images) == 1
+    bare = import_reply(only_response, tmp_path / "bare.jsonl")
+    assert any("--question" in w for w in bare.warnings) and bare.header.images == []
+
+
+@pytest.mark.parametrize("doc, phrase", [
+    ({"id": "x"}, "no chat completion found"),
+    ({"choices": []}, "no choices"),
+    ({"choices": [{"message": {"content": "  "}}]}, "empty"),
+    ({"response": {"error": "rate limited"}}, "an error, not a run"),
+])
+def test_hosted_reply_errors(tmp_path: Path, doc: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(UsageError, match=phrase):
+        import_reply(doc, tmp_path / "x.jsonl")
+
+
+# --- OpenAI and Hugging Face ------------------------------------------------------------------------------
+
+
+def test_openai_export_inlines_images_in_order_as_data_urls(traj: Trajectory) -> None:
+    messages = to_openai(traj)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    urls = [p["image_url"]["url"] for m in messages for p in m["content"] if p["type"] == "image_url"]
+    assert [base64.b64decode(u.split(",", 1)[1]) for u in urls] == image_bytes(traj)
+    assert all(u.startswith("data:image/png;base64,") for u in urls)
+    assert all(p["type"] in ("text", "image_url") for m in messages for p in m["content"])
+    last = messages[-1]["content"][-1]["text"]
+    assert last.endswith(traj.steps[-1].text)  # the final turn, as written
+    crop_turn = messages[2]["content"]
+    assert crop_turn[0]["text"].endswith('<observation>{"result": "crop.png", "type": "code"}')
+    assert crop_turn[1]["type"] == "image_url" and crop_turn[2]["text"].startswith("</observation>")
+    line = json.loads(export_text([traj, traj], "openai").splitlines()[1])
+    assert line == {"messages": messages}
+
+
+def test_exports_are_the_context_of_the_last_turn_plus_its_text(traj: Trajectory) -> None:
+    before = traj.context_at(traj.steps[-1].index)  # ends with the budget note, a user message
+    after = to_hf(traj)
+    assert after[:-1] == [{**m, "content": [_abs(p) for p in m["content"]]} for m in before]
+    assert after[-1] == {"role": "assistant", "content": [{"type": "text", "text": traj.steps[-1].text}]}
+
+
+def _abs(part: dict[str, Any]) -> dict[str, Any]:
+    return {**part, "image": str(Path(part["image"]).resolve())} if part.get("type") == "image" else part
+
+
+def test_hf_export_paths_or_pil_images(traj: Trajectory) -> None:
+    record = to_hf_record(traj)
+    assert [Path(p).read_bytes() for p in record["images"]] == image_bytes(traj)
+    assert all(Path(p).is_absolute() for p in record["images"])
+    pil = to_hf(traj, images="pil")
+    first = next(p["image"] for p in pil[1]["content"] if p["type"] == "image")
+    assert first.size == (64, 48)
+    with pytest.raises(UsageError, match="images='url'"):
+        to_hf(traj, images="url")
+
+
+def test_export_writes_atomically_and_rejects_unknown_formats(traj: Trajectory, tmp_path: Path) -> None:
+    out = export([traj], "hf", tmp_path / "o" / "train.jsonl")
+    assert [p.name for p in out.parent.iterdir()] == ["train.jsonl"]
+    assert json.loads(out.read_text(encoding="utf-8"))["messages"][0]["role"] == "system"
+    with pytest.raises(UsageError, match="unknown export format 'csv'"):
+        export([traj], "csv", tmp_path / "o" / "x.csv")
