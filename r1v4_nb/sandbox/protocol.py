@@ -97,11 +97,11 @@ class Reader:
                 if on_cancel is not None:
                     on_cancel()
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout()
-            ready, _, _ = select.select([self.fd], [], [], min(remaining, 0.05))
+            ready, _, _ = select.select([self.fd], [], [], min(max(remaining, 0.0), 0.05))
             if ready:
                 chunk = os.read(self.fd, 1 << 20)
                 if not chunk:
                     raise Closed("pipe closed")
                 self.buffer += chunk
+            elif remaining <= 0:
+                raise Timeout()

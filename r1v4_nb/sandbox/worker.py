@@ -65,6 +65,7 @@ def main() -> None:
     if child:
         _supervise(child, wfd)
     contain.die_with_parent()
+    os.setpgid(0, 0)  # kill(0, ...) from model code then reaches only this process's group, not the supervisor
     scratch = init["scratch"]
     contain.setup_filesystem(scratch, init.get("readonly", []), report)
     os.chdir(scratch)  # again: the old cwd still points into the read-only view
@@ -313,7 +314,10 @@ class _Session:
             try:
                 with Image.open(path) as im:
                     width, height = im.size
-            except Exception as exc:  # not an image after all, or a decompression bomb
+            except Image.DecompressionBombError as exc:
+                notes.append(("image_pixels", f"{name}: not returned, over the pixel limit ({exc})"))
+                continue
+            except Exception as exc:  # not an image after all
                 notes.append(("", f"{name}: not returned ({type(exc).__name__}: {exc})"))
                 continue
             if width * height > self.limits["image_pixels"]:
