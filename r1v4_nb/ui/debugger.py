@@ -15,6 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory
@@ -198,8 +199,6 @@ class Debugger(w.VBox):
 
         k = self.index if step is None else int(step)
         if not 0 <= k < len(self.traj.steps):
-            from ..errors import UsageError
-
             raise UsageError(f"no step {k} to fork at; the run has steps 0..{len(self.traj.steps) - 1}")
         original = self.traj.steps[k]
         h = self.traj.header
@@ -207,7 +206,11 @@ class Debugger(w.VBox):
         if model is None and SESSION.model is not None and not _is_replay(SESSION.model):
             model, tools = SESSION.model, _build_tools(h.mode, SESSION.model)
         elif model is None:
-            model = ReplayModel.from_trajectory(self.traj, start_step=k + 1, name="replay after the fork")
+            try:
+                model = ReplayModel.from_trajectory(self.traj, start_step=k + 1, name="replay after the fork")
+            except UsageError:  # nothing recorded after the fork: a model turn ends the branch with an error
+                model = ReplayModel([], name="replay after the fork (no recorded turns left)",
+                                    source=str(self.traj.path))
             tools = replay_tools(self.traj, start_step=k + 1)
         else:
             tools = _build_tools(h.mode, model)
