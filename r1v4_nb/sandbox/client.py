@@ -49,6 +49,7 @@ class InputImage:
     name: str  # image_1, image_2, ...
     path: Path  # the original file
     sha256: str
+    file_name: str = ""  # the read-only copy's name in the scratch folder (default: the original's)
 
 
 @dataclass
@@ -115,7 +116,8 @@ class Worker:
         (self.private / "tmp").mkdir(parents=True, exist_ok=True)
         entries, used = [], set()
         for item in inputs:
-            fname = item.path.name if item.path.name not in used else f"{item.name}{item.path.suffix}"
+            fname = item.file_name or item.path.name
+            fname = fname if fname not in used else f"{item.name}{item.path.suffix}"
             used.add(fname)
             target = self.inputs_dir / fname
             if not target.exists():

@@ -96,8 +96,8 @@ class CodeTool(Tool):
             if worker is None:
                 inputs = sorted(((int(m.group(1)), n, im) for n, im in ctx.images.items()
                                  if (m := _INPUT_NAME.match(n))), key=lambda t: t[0])
-                worker = Worker(Path(ctx.workdir), [InputImage(n, Path(im.path), im.sha256) for _, n, im in inputs],
-                                self.limits, self.start_timeout_s)
+                worker = Worker(Path(ctx.workdir), [InputImage(n, Path(im.path), im.sha256, _file_name(n, im))
+                                                    for _, n, im in inputs], self.limits, self.start_timeout_s)
                 worker.start()
                 self.workers[ctx.trajectory_id] = worker
             return worker
@@ -149,6 +149,12 @@ class CodeTool(Tool):
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
                 log.warning(message)
         return message
+
+
+def _file_name(name: str, image: Image) -> str:
+    """The input copy's file name: the name the user gave the image where it has an extension, else image_N."""
+    given = Path(image.provenance.name or "").name
+    return given if Path(given).suffix else f"{name}{image.path.suffix}"
 
 
 def _whole_image(box: list[int], source: str | None, ctx: ToolContext) -> bool:
