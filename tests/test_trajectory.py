@@ -286,3 +286,18 @@ def test_context_is_rebuilt_by_the_dialect(run: Path) -> None:
     assert traj.steps[0].text in texts and "<observation>" in texts and "crop.png" in texts
     assert "Search for the sign" not in texts  # step 2 itself is not in its own context
     assert isinstance(traj, Trajectory)
+
+
+def test_the_example_in_the_format_spec_reads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "trajectory-format.md").read_text(encoding="utf-8")
+    block = doc.split("## Example", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    decoder, records, pos = json.JSONDecoder(), [], 0
+    while block[pos:].strip():
+        rec, end = decoder.raw_decode(block, pos + len(block[pos:]) - len(block[pos:].lstrip()))
+        records.append(rec)
+        pos = end
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    traj = read(path, check_images=False)
+    assert [s.type for s in traj.steps] == ["model", "tool", "model"] and traj.answer == "OPEN"
+    assert traj.steps[0].calls[0].arguments == traj.steps[1].call.arguments
