@@ -157,3 +157,15 @@ def test_code_source_strips_fence_and_common_indent():
     assert code_source("\n```python\n    x = 1\n    if x:\n        print(x)\n```\n") == "x = 1\nif x:\n    print(x)"
     assert code_source("print(1)") == "print(1)"
     assert code_source("```py\nprint(2)```") == "print(2)"
+
+
+def test_every_two_chunk_split_of_a_tricky_call_gives_the_same_result():
+    code = 'print("a\\\\", "</tool_call>", \'\\"\')  # <code> 中'
+    text = "<think>x</think><tool_call>" + json.dumps({"name": "code", "arguments": {"code": code}}) + \
+        "</tool_call><answer>é</answer>"
+    whole = run(TagParser(TAGS), [text])
+    assert whole[0][1].call.arguments == {"code": code}
+    data = text.encode()
+    for i in range(len(data) + 1):
+        assert run(TagParser(TAGS), [text[:i], text[i:]]) == whole, i
+        assert run(TagParser(TAGS), [data[:i], data[i:]]) == whole, i
