@@ -402,13 +402,13 @@ _RENDERERS = {"question": _render_question, "model": _render_model, "tool": _ren
 def render_header(state: Any, live: bool = False) -> str:
     """Step count, tokens, elapsed time, tokens/s; a Stop button while a live run is going."""
     status = state.status if state.status in _STATUS else "running"
-    secs = max(state.seconds, 1e-9)
-    rate = state.tokens / secs if state.tokens else 0.0
+    secs = state.seconds
+    rate = _num(state.tokens / secs) if state.tokens and secs >= 0.05 else "-"
     stop = ('<button class="r1v4-stop" title="Stop this run">Stop</button>'
             if live and status == "running" else "")
     return (f'<div class="r1v4-head"><span class="r1v4-status r1v4-st-{status}">{status.replace("_", " ")}</span>'
             f'<span><b>{state.step_count}</b> steps</span><span><b>{state.tokens}</b> tokens</span>'
-            f'<span><b>{_num(secs)}</b> s</span><span><b>{_num(rate)}</b> tok/s</span>{stop}</div>')
+            f'<span><b>{_num(secs)}</b> s</span><span><b>{rate}</b> tok/s</span>{stop}</div>')
 
 
 def render_run(state: Any, mark: str | None = None) -> str:
