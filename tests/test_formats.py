@@ -118,6 +118,9 @@ def test_sharegpt_import_of_a_foreign_record(tmp_path: Path) -> None:
     assert t.steps[0].calls[0].arguments == {"code": "zoom()"}
     assert t.steps[1].observation.text == "zoomed" and t.steps[1].observation.images[0].provenance.kind == "code"
     assert t.answer == "Zürich"
+    (tmp_path / "twice.json").write_text(json.dumps([{**data[0], "id": "same"}] * 2), encoding="utf-8")
+    assert [p.name for p in import_file(tmp_path / "twice.json", tmp_path / "out")] == ["same.jsonl",
+                                                                                       "same-1.jsonl"]
 
 
 @pytest.mark.parametrize("change, phrase", [

@@ -28,7 +28,8 @@ message is appended to it (after a blank line) and listed in that message's
 lossy: `raw` (a tool-calling turn's text as generated), `notes`, `errors` (the
 error of each result). LLaMA-Factory ignores them; the importer uses a hint only
 when it agrees with the message's value, so an edited value wins. Token counts,
-timings and tool `data` do not travel.
+timings and tool `data` do not travel, and a literal `<image>` inside a text is
+written as `< image>` so that it cannot shift the images after it.
 """
 
 from __future__ import annotations
@@ -188,9 +189,12 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
 def import_file(path: str | Path, out_dir: str | Path, dialect: str | None = None) -> list[Path]:
     """Import every record of a ShareGPT file into `out_dir/<id>.jsonl` (or `<n>.jsonl` without ids)."""
     p = Path(path)
-    written = []
+    written: list[Path] = []
+    names: set[str] = set()
     for n, record in enumerate(load_records(p)):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", str(record.get("id") or n)) if isinstance(record, dict) else str(n)
+        name = name if name not in names else f"{name}-{n}"  # repeated ids must not overwrite each other
+        names.add(name)
         try:
             traj = from_sharegpt(record, Path(out_dir) / f"{name}.jsonl", base=p.parent, dialect=dialect)
         except UsageError as exc:
