@@ -1,0 +1,169 @@
+import json
+import threading
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from r1v4_nb.models.base import GenerationSettings, ModelError  # noqa: E402
+from r1v4_nb.models.hf import load  # noqa: E402
+from r1v4_nb.models.moe_quant import QuantizedExperts  # noqa: E402
+
+GREEDY = GenerationSettings(temperature=0, max_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("img") / "blue.png"
+    Image.new("RGB", (96, 64), (0, 0, 255)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def moe(tiny_moe_path):
+    return load(tiny_moe_path, progress=None)
+
+
+def _ask(image, text="What is this?"):
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+def _run(model, messages, stop=(), settings=GREEDY, cancel=None):
+    deltas = list(model.stream(messages, stop=list(stop), settings=settings, cancel=cancel))
+    return "".join(d.text for d in deltas), deltas[-1]
+
+
+def test_stream_matches_transformers_generate(moe, image):
+    text, last = _run(moe, _ask(image))
+    assert last.finish_reason in ("length", "stop") and last.usage.completion_tokens > 0
+    inputs, _ = moe._encode(_ask(image))
+    ref = moe.model.generate(**inputs, max_new_tokens=16, do_sample=False)
+    tok = moe.processor.tokenizer
+    expected = tok.decode(ref[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+    assert expected.startswith(text) and text.rstrip("\ufffd")
+    assert last.usage.prompt_tokens == inputs["input_ids"].shape[1]
+
+
+def test_stream_stops_before_the_stop_string(moe, image):
+    moe.reset_cache()
+    full, _ = _run(moe, _ask(image), settings=GenerationSettings(temperature=0, max_tokens=24))
+    stop = full[6:9]
+    assert stop and stop in full
+    cut, last = _run(moe, _ask(image), stop=[stop], settings=GenerationSettings(temperature=0, max_tokens=24))
+    assert cut == full[: full.index(stop)]
+    assert last.finish_reason == "stop"
+
+
+def test_cancel_mid_generation(moe, image):
+    cancel = threading.Event()
+    got = []
+    for d in moe.stream(_ask(image), stop=[], settings=GenerationSettings(temperature=0, max_tokens=200), cancel=cancel):
+        got.append(d)
+        if d.text:
+            cancel.set()
+    assert got[-1].finish_reason == "cancelled"
+    assert got[-1].usage.completion_tokens < 200
+
+
+def test_prefix_reuse_gives_the_same_tokens_as_full_encoding(tiny_moe_path, image):
+    reusing = load(tiny_moe_path, progress=None)
+    fresh = load(tiny_moe_path, progress=None, prefix_reuse=False)
+    messages = _ask(image)
+    parts = []  # the assistant turn grows: model text, then an observation with an image
+    for turn in range(3):
+        a, _ = _run(reusing, messages)
+        b, _ = _run(fresh, messages)
+        assert a == b
+        if turn:
+            assert reusing.last_stats["reused_tokens"] > 0
+            assert reusing.last_stats["prefilled_tokens"] < fresh.last_stats["prefilled_tokens"]
+        assert fresh.last_stats["reused_tokens"] == 0
+        parts += [
+            {"type": "text", "text": a + "<observation>"},
+            {"type": "image", "image": image},
+            {"type": "text", "text": "</observation>"},
+        ]
+        messages = _ask(image) + [{"role": "assistant", "content": list(parts)}]
+    assert reusing.describe()["prefix_reuse"] == "on" and fresh.describe()["prefix_reuse"] == "off"
+
+
+def test_a_changed_image_is_re_encoded(tiny_moe_path, image, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "red.png"
+    Image.new("RGB", (96, 64), (255, 0, 0)).save(other)
+    model = load(tiny_moe_path, progress=None)
+    _run(model, _ask(image))
+    _run(model, _ask(str(other)))
+    assert model.last_stats["reused_tokens"] < model.last_stats["prompt_tokens"] // 2
+    fresh = load(tiny_moe_path, progress=None, prefix_reuse=False)
+    assert _run(model, _ask(str(other)))[0] == _run(fresh, _ask(str(other)))[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+@pytest.mark.parametrize("kind", ["moe", "dense"])
+def test_quantized_loads_generate(quantization, kind, tiny_moe_path, tiny_dense_path, image):
+    import bitsandbytes as bnb
+
+    path = tiny_moe_path if kind == "moe" else tiny_dense_path
+    model = load(path, quantization=quantization, progress=None)
+    linear = bnb.nn.Linear4bit if quantization == "4bit" else bnb.nn.Linear8bitLt
+    assert any(isinstance(m, linear) for m in model.model.modules())
+    experts = [m for m in model.model.modules() if isinstance(m, QuantizedExperts)]
+    assert len(experts) == (2 if kind == "moe" else 0)
+    text, last = _run(model, _ask(image), settings=GenerationSettings(temperature=0, max_tokens=4))
+    assert last.usage.completion_tokens > 0
+    assert model.describe()["quantization"] == quantization
+    if kind == "moe":
+        assert model.memory["experts"] < 0.35 * load(path, progress=None).memory["experts"]
+
+
+def test_quantized_moe_folder_reloads(tiny_moe_path, tmp_path, image):
+    model = load(tiny_moe_path, quantization="4bit", progress=None)
+    model.model.save_pretrained(tmp_path / "q")
+    model.processor.save_pretrained(tmp_path / "q")
+    again = load(tmp_path / "q", progress=None)
+    assert sum(isinstance(m, QuantizedExperts) for m in again.model.modules()) == 2
+    settings = GenerationSettings(temperature=0, max_tokens=6)
+    assert _run(again, _ask(image), settings=settings)[0] == _run(model, _ask(image), settings=settings)[0]
+
+
+def test_errors_are_one_line(tmp_path, tiny_moe_path, monkeypatch):
+    import r1v4_nb.models.hf as hf
+
+    with pytest.raises(ModelError, match="no model at"):
+        load(tmp_path / "missing", progress=None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        load(tmp_path / "empty", progress=None)
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelError, match="unknown architecture 'bert'"):
+        load(bert, progress=None)
+    with pytest.raises(ModelError, match="unknown quantization"):
+        load(tiny_moe_path, quantization="3bit", progress=None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="needs a CUDA GPU"):
+            load(tiny_moe_path, device_map="cuda:0", progress=None)
+    monkeypatch.setattr(hf, "_available_bytes", lambda device: 1000)
+    with pytest.raises(ModelError, match=r"needs ~0\.0 GiB .* only 0\.0 GiB is free") as err:
+        load(tiny_moe_path, progress=None)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_adapter_and_image(tiny_moe_path, tmp_path, moe):
+    with pytest.raises(ModelError, match="no LoRA adapter"):
+        load(tiny_moe_path, adapter=tmp_path, progress=None)
+    with pytest.raises(ModelError, match="not found"):
+        _run(moe, _ask(str(tmp_path / "nope.png")))
+
+
+def test_progress_reports_estimate_and_components(tiny_dense_path):
+    lines = []
+    load(tiny_dense_path, progress=lines.append)
+    assert "GiB of weights" in lines[0]
+    assert all(k in lines[-1] for k in ("vision", "attention", "embeddings"))
