@@ -129,7 +129,7 @@ def test_recorded_runs_render_cards_images_and_answer(page):
     assert demo.locator(".r1v4-final pre").inner_text() == "1897"
     assert demo.locator(".r1v4-crop .r1v4-box").count() == 1
     assert demo.locator("img.r1v4-thumb").count() >= 3  # input, the crop's source, the crop
-    assert demo.locator(".r1v4-code .k").count() >= 1  # highlighted code
+    assert demo.locator(".r1v4-code r-k").count() >= 1  # highlighted code
     demo.scroll_into_view_if_needed()
     _shot(page, "browser-recorded-run.png")
     hostile = views.nth(1)

@@ -324,7 +324,8 @@ def test_plan_is_a_numbered_list(tmp_path):
 # -- sanitisation --------------------------------------------------------------------------------------
 
 ALLOWED_TAGS = {"div", "span", "pre", "b", "code", "details", "summary", "img", "a", "figure", "figcaption",
-                "ul", "ol", "li", "button", "style", "html", "head", "body", "meta", "title"}
+                "ul", "ol", "li", "button", "style", "html", "head", "body", "meta", "title",
+                "r-k", "r-s", "r-c", "r-m", "r-b", "r-f"}
 
 
 def assert_inert(html: str) -> None:

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from .sanitize import esc
 
-# Pygments token type (by its top-level names) -> our CSS class.
+# Pygments token type (by its top-level names) -> our element's suffix.
 _CLASSES = (
     ("Comment", "c"),
     ("Keyword", "k"),
@@ -41,7 +41,7 @@ def _class_of(ttype) -> str:
 
 
 def highlight_python(code: str) -> str:
-    """`code` as HTML: escaped text with <span class=...> around keywords, strings, comments, numbers."""
+    """`code` as HTML: escaped text with <r-k>, <r-s>, <r-c>, <r-m>... around keywords, strings, comments, numbers."""
     out: list[str] = []
     run_cls, run = "", []
     for ttype, value in _lexer().get_tokens(code):
@@ -57,4 +57,4 @@ def highlight_python(code: str) -> str:
 
 
 def _span(cls: str, text: str) -> str:
-    return f'<span class="{cls}">{esc(text)}</span>' if cls else esc(text)
+    return f"<r-{cls}>{esc(text)}</r-{cls}>" if cls else esc(text)

@@ -55,8 +55,8 @@ CSS = """
 .r1v4-k-think summary{cursor:pointer;font-size:12px;color:var(--jp-ui-font-color2,#57606a)}
 .r1v4-label{font-size:11px;text-transform:uppercase;letter-spacing:.04em;color:var(--jp-ui-font-color2,#57606a)}
 .r1v4-code{background:var(--jp-cell-editor-background,#f6f8fa);padding:6px 8px;border-radius:4px}
-.r1v4-code .k{color:#8250df;font-weight:600}.r1v4-code .s{color:#0a3069}.r1v4-code .c{color:#6e7781;
-  font-style:italic}.r1v4-code .m{color:#0550ae}.r1v4-code .b{color:#953800}.r1v4-code .f{color:#6639ba}
+.r1v4-code r-k{color:#8250df;font-weight:600}.r1v4-code r-s{color:#0a3069}.r1v4-code r-c{color:#6e7781;
+  font-style:italic}.r1v4-code r-m{color:#0550ae}.r1v4-code r-b{color:#953800}.r1v4-code r-f{color:#6639ba}
 .r1v4-open>.r1v4-body::after,.r1v4-open .r1v4-body::after{content:"\\258D";color:#6366f1}
 .r1v4-answer,.r1v4-final{background:#ecfdf5;border:1px solid #34d399;border-radius:6px;padding:6px 10px;
   font-size:14px}

@@ -26,6 +26,8 @@ from ..trajectory import Trajectory
 from .cards import Op, RunState
 from .render import CSS, full_url, render_run
 
+HEADER_EVERY_S = 1.0  # while streaming, the header's counters are refreshed this often
+
 _JS = (Path(__file__).parent / "static" / "runview.js").read_text(encoding="utf-8")
 
 
@@ -100,7 +102,7 @@ class RunView(anywidget.AnyWidget):
             self._timer.cancel()
             self._timer = None
         now = time.monotonic()
-        if self.state.status == "running" and now - self._last_header >= 0.5 and self._pending:
+        if self.state.status == "running" and now - self._last_header >= HEADER_EVERY_S and self._pending:
             self._pending = _coalesce(self._pending, ["h", self.state.header_html(live=True)])
         if not self._pending:
             return
