@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import UsageError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny-model", help="write a tiny random Qwen3-VL(-MoE) model folder for tests and tutorials")
@@ -17,10 +19,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.set_defaults(func=_tiny_model)
 
+    s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions)")
+    s.add_argument("model", metavar="MODEL", help="model folder, hub id, tiny / tiny-dense, or replay:PATH")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (0: any free port; default 8000)")
+    q = s.add_mutually_exclusive_group()
+    q.add_argument("--4bit", dest="quantization", action="store_const", const="4bit", help="NF4 weights and experts")
+    q.add_argument("--8bit", dest="quantization", action="store_const", const="8bit", help="8-bit weights")
+    s.add_argument("--adapter", help="LoRA adapter folder to apply")
+    s.add_argument("--name", help="model name to report (default: the model's name)")
+    s.add_argument("--verbose", action="store_true", help="log each request")
+    s.set_defaults(func=_serve, quantization=None)
+
 
 def _tiny_model(args: argparse.Namespace) -> int:
     from ..models.tiny import make_tiny_model
 
     path = make_tiny_model(args.out, moe=args.moe, seed=args.seed, hidden=args.hidden, layers=args.layers)
     print(json.dumps({"path": str(path), "moe": args.moe}))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..models.loader import load_model
+    from ..models.serve import ModelServer
+
+    model = load_model(args.model, quantization=args.quantization, adapter=args.adapter)
+    try:
+        server = ModelServer(model, args.host, args.port, name=args.name, verbose=args.verbose)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    print(json.dumps({"url": server.url, "model": server.model_name}), flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0

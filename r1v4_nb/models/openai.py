@@ -1,0 +1,268 @@
+"""OpenAI-compatible backend: vLLM, SGLang, `r1v4-nb serve`, or the hosted Skywork-R1V4 API.
+
+Streams `/chat/completions` as server-sent events over httpx. Local images go
+as data URLs. Continuing an assistant message uses the extra request fields vLLM
+and SGLang accept (`continue_final_message: true, add_generation_prompt: false`).
+Connection errors, 429 and 5xx are retried with exponential backoff until the
+first token arrives; after that a failure is an error (the text is already out).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .base import Delta, GenerationSettings, ModelError, Usage, cut_at_stop
+
+R1V4_MODELS = ("skywork/r1v4-lite",)
+R1V4_API_BASE_ENV = "R1V4_API_BASE"
+R1V4_API_KEY_ENV = "SKYWORK_API_KEY"
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def data_url(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"image {path} not found; messages must reference local image files")
+    mime = mimetypes.guess_type(p.name)[0] or "image/png"
+    return f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode('ascii')}"
+
+
+def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """HF-shape messages (images as local paths) to OpenAI chat messages (images as data URLs)."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            parts = []
+            for item in content:
+                if item.get("type") == "image" or "image" in item:
+                    parts.append({"type": "image_url", "image_url": {"url": data_url(item["image"])}})
+                elif item.get("type") == "image_url":
+                    parts.append(item)
+                else:
+                    parts.append({"type": "text", "text": item.get("text", "")})
+            content = parts
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+@dataclass
+class OpenAIModel:
+    endpoint: str
+    model: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    connect_timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 0.5
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    last_raw: str = ""
+    last_response: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.endpoint = self.endpoint.rstrip("/")
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ModelError(f"endpoint {self.endpoint!r} is not an http(s) URL; pass e.g. http://localhost:8000/v1")
+        if not self.endpoint.endswith("/v1") and "/v1/" not in self.endpoint + "/":
+            self.endpoint += "/v1"
+        self.name = self.name or self.model or self.endpoint
+
+    # -- plumbing
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _client(self):
+        import httpx
+
+        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), headers=self._headers())
+
+    def _model_name(self) -> str:
+        if self.model:
+            return self.model
+        import httpx
+
+        try:
+            with self._client() as c:
+                r = c.get(f"{self.endpoint}/models")
+                r.raise_for_status()
+                data = r.json().get("data") or []
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ModelError(f"cannot list models at {self.endpoint} ({exc}); pass model=NAME") from None
+        if not data:
+            raise ModelError(f"{self.endpoint} serves no models; pass model=NAME")
+        self.model = data[0]["id"]
+        self.name = self.name if self.name != self.endpoint else self.model
+        return self.model
+
+    def request_body(
+        self, messages: list[dict[str, Any]], stop: list[str], settings: GenerationSettings, stream: bool
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model_name(),
+            "messages": to_openai_messages(messages),
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+            "stream": stream,
+        }
+        if settings.top_p is not None:
+            body["top_p"] = settings.top_p
+        if settings.seed is not None:
+            body["seed"] = settings.seed
+        if stop:
+            body["stop"] = list(stop)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if messages and messages[-1].get("role") == "assistant":
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        body.update(self.extra_body)
+        return body
+
+    def _fail(self, status: int, text: str) -> ModelError:
+        hint = {401: f"check the API key in ${self.api_key_env}", 403: f"check the API key in ${self.api_key_env}",
+                404: "check the endpoint URL and model name"}.get(status, "see the server's log")
+        detail = " ".join(text.split())[:200]
+        return ModelError(f"{self.endpoint} answered HTTP {status}: {detail} ({hint})")
+
+    # -- the protocol
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        stop: list[str],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]:
+        import httpx
+
+        body = self.request_body(messages, stop, settings, stream=True)
+        url = f"{self.endpoint}/chat/completions"
+        for attempt in range(self.retries + 1):
+            started = False
+            try:
+                with self._client() as client, client.stream("POST", url, json=body) as resp:
+                    if resp.status_code != 200:
+                        text = resp.read().decode("utf-8", "replace")
+                        if resp.status_code in _RETRY_STATUS and attempt < self.retries:
+                            time.sleep(self.backoff * 2**attempt)
+                            continue
+                        raise self._fail(resp.status_code, text)
+                    for delta in self._read_sse(resp, stop, cancel):
+                        started = True
+                        yield delta
+                    return
+            except httpx.TransportError as exc:
+                if started or attempt >= self.retries:
+                    raise ModelError(f"{self.endpoint} failed: {exc.__class__.__name__}: {exc} "
+                                     "(is the server running? raise timeout= for slow models)") from None
+                time.sleep(self.backoff * 2**attempt)
+
+    def _read_sse(self, resp: Any, stop: list[str], cancel: threading.Event | None) -> Iterator[Delta]:
+        text, sent = "", 0
+        finish: str | None = None
+        usage = Usage()
+        holdback = max((len(s) for s in stop if s), default=1) - 1
+        raw_chunks: list[dict[str, Any]] = []
+        for line in resp.iter_lines():
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                continue
+            raw_chunks.append(chunk)
+            if chunk.get("usage"):
+                usage = Usage(chunk["usage"].get("prompt_tokens", 0), chunk["usage"].get("completion_tokens", 0))
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") or ""
+                text += piece
+                finish = choice.get("finish_reason") or finish
+            if cut_at_stop(text, stop)[1]:
+                break
+            safe = len(text) - holdback if stop else len(text)
+            if safe > sent:
+                yield Delta(text=text[sent:safe])
+                sent = safe
+        final, found = cut_at_stop(text, stop)
+        if len(final) > sent:
+            yield Delta(text=final[sent:])
+        if found:
+            finish = "stop"
+        self.last_raw = text
+        self.last_response = {"chunks": raw_chunks}
+        yield Delta(finish_reason=finish or "stop", usage=usage)
+
+    def complete(
+        self, messages: list[dict[str, Any]], *, stop: list[str] | None = None,
+        settings: GenerationSettings | None = None,
+    ) -> dict[str, Any]:
+        """One non-streaming request; returns the server's JSON reply as is (e.g. for the R1V4 API importer)."""
+        import httpx
+
+        body = self.request_body(messages, list(stop or []), settings or GenerationSettings(), stream=False)
+        url = f"{self.endpoint}/chat/completions"
+        for attempt in range(self.retries + 1):
+            try:
+                with self._client() as client:
+                    resp = client.post(url, json=body)
+            except httpx.TransportError as exc:
+                if attempt >= self.retries:
+                    raise ModelError(f"{self.endpoint} failed: {exc.__class__.__name__}: {exc}") from None
+                time.sleep(self.backoff * 2**attempt)
+                continue
+            if resp.status_code in _RETRY_STATUS and attempt < self.retries:
+                time.sleep(self.backoff * 2**attempt)
+                continue
+            if resp.status_code != 200:
+                raise self._fail(resp.status_code, resp.text)
+            reply = resp.json()
+            self.last_response = reply
+            self.last_raw = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+            return reply
+        raise ModelError(f"{self.endpoint} kept failing after {self.retries} retries")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "backend": "openai", "endpoint": self.endpoint, "model": self.model,
+                "extra_body": self.extra_body}
+
+
+def r1v4_api(
+    model: str = "skywork/r1v4-lite",
+    *,
+    enable_search: bool = True,
+    endpoint: str | None = None,
+    api_key_env: str = R1V4_API_KEY_ENV,
+    timeout: float = 600.0,
+) -> OpenAIModel:
+    """The hosted Skywork-R1V4 API. Its tools run server-side; the reply is one transcript string
+    (`last_raw` / `complete()`), which `r1v4_nb.formats.r1v4_api` imports as a trajectory."""
+    base = endpoint or os.environ.get(R1V4_API_BASE_ENV)
+    if not base:
+        raise ModelError(f"no R1V4 API endpoint; pass endpoint=URL or set ${R1V4_API_BASE_ENV}")
+    if not os.environ.get(api_key_env):
+        raise ModelError(f"no API key for the R1V4 API; set ${api_key_env}")
+    return OpenAIModel(endpoint=base, model=model, api_key_env=api_key_env, timeout=timeout,
+                       extra_body={"enable_search": enable_search}, name=model)
