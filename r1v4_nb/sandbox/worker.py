@@ -293,7 +293,7 @@ class _Session:
         """Images shown, and image files the code printed the path of (inside the scratch folder)."""
         from PIL import Image
 
-        candidates: list[tuple[str, str]] = [(p, p) for p in self.helpers.outputs.shown]
+        candidates = [(p, os.path.relpath(p, self.scratch)) for p in self.helpers.outputs.shown]
         for match in _PATH_RE.finditer(printed):
             name = match.group(0)
             candidates.append((os.path.realpath(name), name))
