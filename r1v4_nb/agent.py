@@ -200,15 +200,21 @@ class Agent:
                 tool.start(st.ctx)
                 started.append(tool)
             final_asked = False
+            # A fork that ends on a model turn (an edited one) acts on that turn before asking for another.
+            pending = st.steps[-1] if st.steps and isinstance(st.steps[-1], ModelStep) else None
             while True:
-                if not final_asked:
-                    why = self._exhausted(st)
-                    if why:
-                        note = NoteStep(len(st.steps), FINAL_NOTICE.format(what=why), reason=f"budget:{why}")
-                        st.steps.append(st.writer.write(note))
-                        yield NoteAdded(note)
-                        final_asked = True
-                step = yield from self._turn(st, final_asked)
+                if pending is not None:
+                    step, pending = pending, None
+                else:
+                    if not final_asked:
+                        why = self._exhausted(st)
+                        if why:
+                            note = NoteStep(len(st.steps), FINAL_NOTICE.format(what=why),
+                                            reason=f"budget:{why}")
+                            st.steps.append(st.writer.write(note))
+                            yield NoteAdded(note)
+                            final_asked = True
+                    step = yield from self._turn(st, final_asked)
                 if st.cancel.is_set() or step.finish_reason == "cancelled":
                     reason = "cancelled"
                     break

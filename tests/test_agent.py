@@ -114,7 +114,7 @@ def test_context_rebuilt_from_the_record_is_what_the_model_saw(picture: Path, tm
     _, traj = run(Agent(model, tools=[CropTool()], runs_dir=tmp_path), picture, tmp_path)
     turns = [s.index for s in traj.model_steps]
     assert len(model.seen) == len(turns) == 3
-    for index, messages in zip(turns, model.seen):
+    for index, messages in zip(turns, model.seen, strict=True):
         assert traj.context_at(index) == messages
 
 
@@ -233,3 +233,24 @@ def test_bad_input_gives_clear_errors(picture: Path, tmp_path: Path) -> None:
         agent.run("q", [tmp_path / "missing.png"])
     with pytest.raises(UsageError, match="unknown mode"):
         Agent(ScriptedModel([]), tools=[], mode="chat")
+
+
+def test_fork_on_an_edited_model_turn_runs_its_calls_or_ends_on_its_answer(picture: Path,
+                                                                          tmp_path: Path) -> None:
+    model = ScriptedModel(["<answer>guess</answer>"])
+    _, traj = run(Agent(model, tools=[CropTool()], runs_dir=tmp_path), picture, tmp_path)
+
+    with_call = ModelStep(0, "<think>Look closer.</think>" + call("code", code="crop"))
+    with_call.segments = Agent(ScriptedModel([]), tools=[]).dialect.parse(with_call.text)
+    brancher = Agent(ScriptedModel(["<answer>red</answer>"]), tools=[CropTool()], runs_dir=tmp_path)
+    list(brancher.fork(traj, 0, [with_call], out=tmp_path / "b1.jsonl"))
+    b1 = read(tmp_path / "b1.jsonl")
+    assert [s.type for s in b1.steps] == ["model", "tool", "model"] and b1.answer == "red"
+    assert b1.tool_steps[0].observation.images  # the edited turn's call ran live
+
+    answered = ModelStep(0, "<answer>blue</answer>")
+    answered.segments = brancher.dialect.parse(answered.text)
+    idle = ScriptedModel([])
+    list(Agent(idle, tools=[CropTool()], runs_dir=tmp_path).fork(traj, 0, [answered], out=tmp_path / "b2.jsonl"))
+    b2 = read(tmp_path / "b2.jsonl")
+    assert b2.end.reason == "answered" and b2.answer == "blue" and idle.calls == 0
