@@ -208,13 +208,17 @@ class ModelServer(ThreadingHTTPServer):
 
     def __init__(self, model: Model, host: str = "127.0.0.1", port: int = 8000, *, name: str | None = None,
                  verbose: bool = False) -> None:
-        super().__init__((host, port), _Handler)
+        self._tmp = tempfile.TemporaryDirectory(prefix="r1v4-serve-")
+        self.image_dir = Path(self._tmp.name)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError:
+            self._tmp.cleanup()
+            raise
         self.model = model
         self.model_name = name or getattr(model, "name", "model")
         self.verbose = verbose
         self.started = int(time.time())
-        self._tmp = tempfile.TemporaryDirectory(prefix="r1v4-serve-")
-        self.image_dir = Path(self._tmp.name)
 
     @property
     def url(self) -> str:
