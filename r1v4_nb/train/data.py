@@ -96,17 +96,24 @@ def _turn_spans(traj: Trajectory, dialect: Dialect, processor: Any, full: str, l
     for i, step in enumerate(steps):
         if not isinstance(step, ModelStep):
             continue
-        before = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images, steps[:i]),
-                           prompt=True)
-        after = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images, steps[:i + 1]),
-                          prompt=True)
         where = f"{traj.path or traj.header.id}: model step {step.index}"
+        try:
+            before = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images, steps[:i]),
+                               prompt=True)
+            after = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images,
+                                                                steps[:i + 1]), prompt=True)
+        except ValueError as exc:  # transformers: the template cut or changed the message to continue
+            raise RenderError(f"{where}: the chat template rewrites the text the model wrote "
+                              f"({str(exc).splitlines()[0]})") from None
         if not after.startswith(before):
             raise RenderError(f"{where}: the chat template renders the context before this turn differently "
                               "once the turn is added; use a template that keeps assistant text verbatim")
         if not full.startswith(after):
             raise RenderError(f"{where}: the full conversation does not start with the context after this turn; "
                               "the chat template rewrites earlier turns (e.g. drops old <think> blocks)")
+        if step.text.strip() not in after[len(before):]:
+            raise RenderError(f"{where}: the chat template rewrites the text the model wrote; "
+                              "use a template that renders assistant text verbatim")
         spans.append((len(before), len(after)))
     if label_eos and spans and isinstance(steps[-1], ModelStep) and not steps[-1].calls:
         eos = processor.tokenizer.eos_token
