@@ -1,0 +1,155 @@
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from r1v4_nb.models.base import GenerationSettings, ModelError
+from r1v4_nb.models.openai import OpenAIModel, r1v4_api, to_openai_messages
+
+SETTINGS = GenerationSettings(temperature=0, max_tokens=50)
+
+
+class _Fake(BaseHTTPRequestHandler):
+    """Scripted chat server: each request pops the next (status, pieces) from the server's script."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        status, pieces = self.server.script.pop(0) if self.server.script else (200, ["ok"])
+        if status != 200:
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "nope"}}')
+            return
+        self.send_response(200)
+        if not body.get("stream"):
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            reply = {"choices": [{"message": {"role": "assistant", "content": "".join(pieces)}}]}
+            self.wfile.write(json.dumps(reply).encode())
+            return
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            for p in pieces:
+                chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(self.server.delay)
+            self.wfile.write(b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}\n\n')
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def fake():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
+    srv.script, srv.requests, srv.delay = [], [], 0.0
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _run(model, messages, stop=(), cancel=None):
+    deltas = list(model.stream(messages, stop=list(stop), settings=SETTINGS, cancel=cancel))
+    return "".join(d.text for d in deltas), deltas[-1]
+
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def test_streams_usage_and_request_fields(fake, tmp_path, monkeypatch):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"\x89PNG fake")
+    monkeypatch.setenv("MY_KEY", "sekrit")
+    fake.script = [(200, ["<think>", " a ", "b</think>"])]
+    model = OpenAIModel(endpoint=fake.url.removesuffix("/v1"), model="m", api_key_env="MY_KEY")
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": str(img)}, {"type": "text", "text": "q"}]},
+        {"role": "assistant", "content": "<think>"},
+    ]
+    text, last = _run(model, messages, stop=["</tool_call>"])
+    assert text == "<think> a b</think>"
+    assert last.finish_reason == "stop" and (last.usage.prompt_tokens, last.usage.completion_tokens) == (7, 3)
+    req = fake.requests[0]
+    assert req["auth"] == "Bearer sekrit"
+    body = req["body"]
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["stop"] == ["</tool_call>"] and body["stream"] and body["stream_options"]["include_usage"]
+    assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_stop_is_enforced_even_if_the_server_ignores_it(fake):
+    fake.script = [(200, ["<tool_call>{}", "</tool", "_call> more text"])]
+    text, last = _run(OpenAIModel(endpoint=fake.url, model="m", api_key_env=None), USER, stop=["</tool_call>"])
+    assert text == "<tool_call>{}" and last.finish_reason == "stop"
+
+
+def test_retries_with_backoff_then_succeeds(fake):
+    fake.script = [(503, []), (429, []), (200, ["fine"])]
+    model = OpenAIModel(endpoint=fake.url, model="m", api_key_env=None, retries=3, backoff=0.01)
+    assert _run(model, USER)[0] == "fine"
+    assert len(fake.requests) == 3
+
+
+def test_gives_up_with_one_line_errors(fake):
+    fake.script = [(401, [])]
+    with pytest.raises(ModelError, match=r"HTTP 401.*\$OPENAI_API_KEY") as err:
+        _run(OpenAIModel(endpoint=fake.url, model="m", retries=0), USER)
+    assert "\n" not in str(err.value)
+    dead = OpenAIModel(endpoint="http://127.0.0.1:9/v1", model="m", retries=1, backoff=0.01, api_key_env=None)
+    with pytest.raises(ModelError, match="is the server running"):
+        _run(dead, USER)
+    with pytest.raises(ModelError, match="not an http"):
+        OpenAIModel(endpoint="localhost:8000")
+
+
+def test_cancel_stops_reading(fake):
+    fake.script = [(200, [f"w{i} " for i in range(200)])]
+    fake.delay = 0.01
+    cancel = threading.Event()
+    model = OpenAIModel(endpoint=fake.url, model="m", api_key_env=None)
+    got = []
+    for d in model.stream(USER, stop=[], settings=SETTINGS, cancel=cancel):
+        got.append(d)
+        if d.text:
+            cancel.set()
+    assert got[-1].finish_reason == "cancelled"
+    assert "w199" not in "".join(d.text for d in got)
+
+
+def test_r1v4_api_preset(fake, monkeypatch):
+    monkeypatch.delenv("SKYWORK_API_KEY", raising=False)
+    with pytest.raises(ModelError, match=r"\$SKYWORK_API_KEY"):
+        r1v4_api(endpoint=fake.url)
+    monkeypatch.delenv("R1V4_API_BASE", raising=False)
+    with pytest.raises(ModelError, match="R1V4_API_BASE"):
+        r1v4_api()
+    monkeypatch.setenv("SKYWORK_API_KEY", "k")
+    transcript = "<think>x</think><answer>42</answer>"
+    fake.script = [(200, [transcript])]
+    model = r1v4_api("skywork/r1v4-lite", enable_search=False, endpoint=fake.url)
+    reply = model.complete(USER)
+    assert reply["choices"][0]["message"]["content"] == transcript == model.last_raw
+    body = fake.requests[0]["body"]
+    assert body["enable_search"] is False and body["model"] == "skywork/r1v4-lite" and not body["stream"]
+    assert fake.requests[0]["auth"] == "Bearer k"
+    assert model.describe()["backend"] == "openai"
+
+
+def test_message_conversion_keeps_text_and_refuses_missing_images(tmp_path):
+    out = to_openai_messages([{"role": "system", "content": "s"},
+                              {"role": "user", "content": [{"type": "text", "text": "t"}]}])
+    assert out == [{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "t"}]}]
+    with pytest.raises(ModelError, match="not found"):
+        to_openai_messages([{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "x.png")}]}])
