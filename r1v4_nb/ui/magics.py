@@ -123,6 +123,12 @@ def _open(argv: list[str], cell: str | None, shell: Any) -> Any:
     return None
 
 
+def _train(argv: list[str], cell: str | None, shell: Any) -> Any:
+    from .train_panel import magic_train
+
+    return magic_train(argv, cell, shell)
+
+
 Handler = Callable[[list[str], "str | None", Any], Any]
 
 SUBCOMMANDS: dict[str, Handler] = {
@@ -132,6 +138,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "ask": _ask,
     "replay": _replay,
     "open": _open,
+    "train": _train,
 }
 
 
