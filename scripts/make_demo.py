@@ -1,13 +1,12 @@
 """Build the bundled demonstration: an input picture and a hand-written trajectory over it.
 
-The model turns are written by hand (the project has no trained model yet) and the
-tool results are produced by running the demo's code on the picture, so replaying
-the demo with the live code tool gives the same crop. Run: python scripts/make_demo.py
+The model turns are written by hand (the project has no trained model yet); the tool
+result is real: the agent runs the demo's code in the code tool's sandbox, so a
+replay with the live code tool gives the same crop. Run: python scripts/make_demo.py
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tempfile
@@ -15,11 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from r1v4_nb.dialects import get_dialect
-from r1v4_nb.images import Image as ImageRecord
-from r1v4_nb.images import Provenance
-from r1v4_nb.records import ModelStep, Observation, ToolStep
-from r1v4_nb.trajectory import End, Header, TrajectoryWriter, images_dir
+from r1v4_nb.agent import Agent
+from r1v4_nb.models.replay import ScriptedModel
+from r1v4_nb.tools.code import CodeTool
 
 OUT = Path(__file__).resolve().parent.parent / "r1v4_nb" / "demo"
 BOX = (1345, 690, 1515, 790)
@@ -48,8 +45,7 @@ def draw_street() -> Image.Image:
 
 CODE = (
     "from PIL import Image\n"
-    "img = Image.open(image_paths[0])\n"
-    f"plaque = img.crop({BOX})\n"
+    f"plaque = image_1.crop({BOX})\n"
     "zoom = plaque.resize((plaque.width * 4, plaque.height * 4), Image.LANCZOS)\n"
     "zoom.save('plaque_zoom.png')\n"
     "print('plaque_zoom.png')"
@@ -70,39 +66,17 @@ TURN_2 = (
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
     street = Path(tempfile.mkdtemp()) / "street.png"  # the trajectory keeps its own copy, named by hash
     draw_street().save(street)
-    dialect = get_dialect("r1v4")
-    from r1v4_nb.tools.registry import MODE_TOOLS
-
-    header = Header(
-        question="What year is written on the small plaque next to the bakery door?",
-        images=[ImageRecord.from_file(street, Provenance("input", name="street.png"))],
-        model={"name": "hand-written demonstration", "backend": "none",
-               "note": "written by hand to show the format; not the output of a model"},
-        dialect="r1v4", mode="general",
-        system_prompt=dialect.system_prompt("general", [{"name": n} for n in MODE_TOOLS["general"]]),
-        tools=[{"name": "code", "settings": {}}],
-        meta={"source": "hand-written demonstration", "gold": "1897"},
-    )
-    traj = OUT / "demo.jsonl"
-    w = TrajectoryWriter(traj, header)
-    w.write(ModelStep(0, TURN_1, dialect.parse(TURN_1), tokens_out=len(TURN_1.split())))
-    src = Image.open(street)
-    zoom = src.crop(BOX)
-    zoom = zoom.resize((zoom.width * 4, zoom.height * 4), Image.LANCZOS)
-    buf = io.BytesIO()
-    zoom.save(buf, format="PNG")
-    crop = ImageRecord.from_bytes(buf.getvalue(), images_dir(traj), Provenance(
-        "code", step=1, source=header.images[0].sha256, box=list(BOX), name="plaque_zoom.png"))
-    call = dialect.parse(TURN_1)[-1].call
-    assert call is not None
-    call.id = "call_0_0"
-    w.write(ToolStep(1, call, Observation("plaque_zoom.png", [crop])))
-    w.write(ModelStep(2, TURN_2, dialect.parse(TURN_2), tokens_out=len(TURN_2.split())))
-    w.finish(End("answered", "1897"))
-    print(f"wrote {traj}")
+    # The model turns are hand-written; the tool result is real: the code tool runs the demo's code.
+    model = ScriptedModel([TURN_1, TURN_2], name="hand-written demonstration")
+    agent = Agent(model, tools=[CodeTool()], mode="general", runs_dir=OUT)
+    result = agent.ask("What year is written on the small plaque next to the bakery door?", [street],
+                       out=OUT / "demo.jsonl",
+                       meta={"source": "hand-written demonstration: model turns written by hand, not by a model",
+                             "gold": "1897"})
+    assert result.answer == "1897", result.reason
+    print(f"wrote {result.path}")
 
 
 if __name__ == "__main__":
