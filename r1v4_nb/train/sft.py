@@ -280,12 +280,13 @@ class Trainer:
             labels = feats.pop("labels")
             ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                    else contextlib.nullcontext())
+            # logits only where a next token is in the loss: the LM head skips every masked position
+            keep = (labels[:, 1:] != -100).any(dim=0).nonzero().squeeze(1)
             with ctx:
-                logits = self.model(**feats, use_cache=False).logits
-            shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-            shift_labels = labels[:, 1:].reshape(-1)
-            loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100,
-                                                     reduction="sum") / max(1, n_loss)
+                logits = self.model(**feats, use_cache=False, logits_to_keep=keep).logits
+            targets = labels[:, keep + 1].reshape(-1)
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets,
+                                                     ignore_index=-100, reduction="sum") / max(1, n_loss)
             loss.backward()
             total += loss.item()
         if self.config.max_grad_norm:
