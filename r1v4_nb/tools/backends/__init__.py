@@ -1,0 +1,1 @@
+"""Search backends behind the tools: the offline corpus and image index, and the online services."""
