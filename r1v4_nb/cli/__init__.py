@@ -14,7 +14,7 @@ from importlib import import_module
 
 from ..errors import R1V4Error
 
-COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train"]
+COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train", "corpus"]
 
 
 class _Parser(argparse.ArgumentParser):

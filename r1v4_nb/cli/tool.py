@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from importlib import import_module
 
-TOOL_COMMANDS: list[str] = ["tool_code"]
+TOOL_COMMANDS: list[str] = ["tool_code", "tool_search"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

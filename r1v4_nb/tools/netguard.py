@@ -111,6 +111,7 @@ def check_url(url: str, allow_private: bool = False, resolver: Resolver = system
         for a in addresses:
             reason = why_blocked(ipaddress.ip_address(a.split("%", 1)[0]))
             if reason:
-                raise BlockedURL(f"refused {url!r}: {host} resolves to {a}, a {reason} address "
-                                 "(pass allow_private=True to visit internal hosts)")
+                where = f"{host} is" if literal is not None else f"{host} resolves to {a},"
+                raise BlockedURL(f"refused {url!r}: {where} a {reason} address "
+                                 "(allow_private=True or --allow-private visits internal hosts)")
     return Target(scheme, host, port, addresses[0])
