@@ -16,6 +16,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,9 @@ class Trainer:
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        self.model = apply_lora(model, cfg.targets, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+        with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = apply_lora(model, cfg.targets, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
         if cfg.gradient_checkpointing:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable
