@@ -131,7 +131,8 @@ def page_html(e: Entity, by_slug: dict[str, Entity]) -> str:
         '<nav class="site-nav"><a href="/">Atlas of Elsewhere</a> | <a href="/random">Random page</a> | '
         '<a href="/help">Help</a></nav>'
         f'<main><article><h1>{html.escape(e.name)}</h1>'
-        f'<figure><img src="/media/{e.slug}.png" alt="{html.escape(e.name)}"></figure><p>{lead}</p>{paras}<table class=\"infobox\">{rows}</table></article></main>"
+        f'<figure><img src="/media/{e.slug}.png" alt="{html.escape(e.name)}"></figure>'
+        f'<p>{lead}</p>{paras}<table class="infobox">{rows}</table></article></main>'
         '<footer class="footer">Atlas of Elsewhere is a generated world for testing agents. '
         "All content is fictional.</footer></body></html>"
     )
