@@ -79,7 +79,7 @@ def select(text: str, query: str, budget: int) -> tuple[str, bool]:
         return parts[best][:budget], True
     chosen.sort()
     out: list[str] = []
-    for prev, i in zip([-1] + chosen, chosen, strict=True):
+    for prev, i in zip([-1] + chosen, chosen, strict=False):
         if i != prev + 1:
             out.append(GAP)
         out.append(parts[i])
