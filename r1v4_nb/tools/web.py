@@ -99,6 +99,7 @@ class WebVisitTool(Tool):
             rec["notes"].append(f"redirected {len(f.redirects)} time(s)")
         if f.truncated:
             rec["notes"].append(f"page larger than {len(f.body)} bytes; cut")
+            rec["size_capped"] = True
         if f.status >= 400:
             rec["error"] = f"HTTP {f.status} for {f.url}"
         if f.content_type in _HTML_TYPES or f.content_type in _TEXT_TYPES or f.content_type.startswith("text/"):
@@ -146,6 +147,8 @@ class WebVisitTool(Tool):
             text, cut = select(rec["text"], query, budget)
             if cut:
                 limits.append("budget")
+            if rec.get("size_capped"):
+                limits.append("size")
             shown = [i for i, link in enumerate(rec["links"], 1) if f"[{i}]" in text][:MAX_LINKS_SHOWN]
             head = f"[{n}] {rec['title'] or rec['url']}\nURL: {rec['url']}"
             notes = list(rec.get("notes", [])) + (["showing the passages most relevant to the goal"] if cut else [])
