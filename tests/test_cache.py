@@ -9,8 +9,6 @@ from r1v4_nb.errors import UsageError
 from r1v4_nb.tools.base import ToolContext
 from r1v4_nb.tools.cache import NotCached, ToolCache, cache_key, normalise_text
 
-from _search_helpers import small_world
-
 
 def test_modes_read_write_read_only_off(tmp_path):
     path = tmp_path / "c.sqlite"
@@ -73,13 +71,13 @@ def test_concurrent_writers_in_separate_processes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_redone_with_the_read_only_cache_gives_the_same_observations(tmp_path):
+def test_a_run_redone_with_the_read_only_cache_gives_the_same_observations(tmp_path, small_world):
     from r1v4_nb.images import Image
     from r1v4_nb.tools.image_search import ImageSearchTool
     from r1v4_nb.tools.search import TextSearchTool
     from r1v4_nb.tools.web import WebVisitTool
 
-    world = small_world(tmp_path)
+    world = small_world
     q = next(q for q in world.load_questions() if q["image"])
     calls = [("text_search", {"queries": ["founded lake town", "brass bell"]}),
              ("image_search", {"image_paths": ["photo.png"]}),

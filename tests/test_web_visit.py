@@ -1,14 +1,13 @@
 import time
 
 import pytest
+from search_support import LoopbackServer, reply
 
 from r1v4_nb.tools.base import ToolContext
 from r1v4_nb.tools.cache import ToolCache
 from r1v4_nb.tools.htmltext import extract
 from r1v4_nb.tools.passages import GAP, select
 from r1v4_nb.tools.web import WebVisitTool
-
-from _search_helpers import LoopbackServer, reply, small_world
 
 ARTICLE = """<!doctype html><html><head><title>Harbour Lights</title><script>var x = 1;</script>
 <style>body{}</style></head><body>
@@ -149,8 +148,8 @@ def test_rate_limited_and_missing_pages_are_one_line_observations(server, tmp_pa
     assert server.seen.count("/busy") == 2  # retried once
 
 
-def test_offline_mirror_serves_the_world(tmp_path):
-    world = small_world(tmp_path)
+def test_offline_mirror_serves_the_world(tmp_path, small_world):
+    world = small_world
     entity = world.load_entities()[0]
     t = WebVisitTool(mirror=world.mirror, cache=ToolCache(tmp_path / "c.sqlite"))
     obs = visit(t, tmp_path, entity["url"] + "#section", entity["url"].replace("https", "http") + "/")
