@@ -104,7 +104,8 @@ def page_html(e: Entity, by_slug: dict[str, Entity]) -> str:
     """The page of one entity, wrapped in the site's menus and footer (boilerplate for the extractor)."""
     f, ln = e.facts, {k: by_slug[v] for k, v in e.links.items()}
     if e.kind == "place":
-        lead = (f"{e.name} is a {f['kind']} in {f['region']}, founded in {f['founded']}. It lies at an elevation "
+        article = "an" if str(f["kind"])[0] in "aeiou" else "a"
+        lead = (f"{e.name} is {article} {f['kind']} in {f['region']}, founded in {f['founded']}. It lies at an elevation "
                 f"of {f['elevation']} metres and has about {f['population']:,} inhabitants.")
         extra = [f"Its best known treasure is {_a(ln['treasure'])}."] if "treasure" in ln else []
         born = [p for p in by_slug.values() if p.links.get("born_in") == e.slug]
@@ -112,7 +113,8 @@ def page_html(e: Entity, by_slug: dict[str, Entity]) -> str:
             extra.append("People born here include " + ", ".join(_a(p) for p in born[:4]) + ".")
         box = {"Type": f["kind"], "Region": f["region"], "Founded": f["founded"], "Population": f"{f['population']:,}"}
     elif e.kind == "person":
-        lead = (f"{e.name} (born {f['born']}) was a {f['occupation']} from {_a(ln['born_in'])}.")
+        article = "an" if str(f["occupation"])[0] in "aeiou" else "a"
+        lead = f"{e.name} (born {f['born']}) was {article} {f['occupation']} from {_a(ln['born_in'])}."
         extra = [f"{e.name.split()[0]} learned the trade from {_a(ln['mentor'])}."] if "mentor" in ln else []
         works = [o for o in by_slug.values() if o.links.get("made_by") == e.slug]
         if works:
