@@ -125,3 +125,17 @@ def test_collate_pads_and_concatenates_images(trajs, processor):
     assert batch["image_grid_thw"].shape[0] == sum(e.n_images for e in exs)
     assert int((batch["labels"] != IGNORE_INDEX).sum()) == sum(e.loss_tokens for e in exs)
     assert "⟦<think>" in format_mask(exs[0], processor.tokenizer)
+
+
+def test_sharegpt_round_trip_gives_the_same_example(trajs, processor, tmp_path):
+    import json
+
+    from r1v4_nb.formats.sharegpt import to_sharegpt
+    from r1v4_nb.train.sft import _read_sources
+
+    src = tmp_path / "sg.json"
+    src.write_text(json.dumps([to_sharegpt(t, root=tmp_path) for t in trajs[:2]]))
+    back = _read_sources([src])
+    for orig, imported in zip(trajs[:2], back, strict=True):
+        a, b = render_example(orig, processor), render_example(imported, processor)
+        assert (a.input_ids, a.labels, a.image_tokens) == (b.input_ids, b.labels, b.image_tokens)

@@ -51,16 +51,16 @@ def run(path, examples, tmp_path, quantization=None, **over):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which,quant,targets", [
-    ("dense", None, ["attention", "mlp"]),
-    ("moe", None, ["experts"]),
-    ("moe", "4bit", ["attention", "experts"]),
+@pytest.mark.parametrize("which,quant,targets,lr", [
+    ("dense", None, ["attention", "mlp"], 1.5e-2),
+    ("moe", None, ["experts"], 1.5e-2),
+    ("moe", "4bit", ["attention", "experts"], 1e-2),
 ])
-def test_loss_falls(which, quant, targets, examples, tiny_moe_path, tiny_dense_path, tmp_path):
+def test_loss_falls(which, quant, targets, lr, examples, tiny_moe_path, tiny_dense_path, tmp_path):
     from r1v4_nb.train.lora import QuantizedExpertsLora
 
     path = tiny_dense_path if which == "dense" else tiny_moe_path
-    before, after, result, trainer = run(path, examples, tmp_path, quant, targets=targets)
+    before, after, result, trainer = run(path, examples, tmp_path, quant, targets=targets, learning_rate=lr)
     assert before - after > 0.5, (before, after, result.losses)
     assert len(result.losses) == 20 and (result.adapter / "adapter_config.json").is_file()
     if quant:
@@ -88,15 +88,15 @@ def greedy(model, processor, trajs) -> list[int]:
 @pytest.mark.parametrize("quant", [None, "4bit"])
 def test_adapter_saves_loads_and_changes_greedy_output(quant, trajs, examples, tiny_moe_path, tmp_path):
     _, after, result, trainer = run(tiny_moe_path, examples, tmp_path, quant, targets=["attention", "experts"],
-                                    max_steps=12)
+                                    max_steps=12, learning_rate=1e-2)
     base, processor = load_tiny(tiny_moe_path, quant)
     tuned, _ = load_tiny(tiny_moe_path, quant, adapter=result.adapter)
     assert mean_loss(tuned, processor, examples) == pytest.approx(after, rel=1e-4)
     assert greedy(tuned, processor, trajs) != greedy(base, processor, trajs)
     if quant:  # a QLoRA adapter is an ordinary peft adapter: it loads onto the full-precision model too
         full, _ = load_tiny(tiny_moe_path, None, adapter=result.adapter)
-        assert mean_loss(full, processor, examples) < 0.9 * mean_loss(load_tiny(tiny_moe_path)[0], processor,
-                                                                         examples)
+        base_full = mean_loss(load_tiny(tiny_moe_path)[0], processor, examples)
+        assert mean_loss(full, processor, examples) < base_full - 0.2
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def _dry_run(cfg: Any) -> int:
     trajs = _read_sources(cfg.data)
     sel = select(trajs, require_correct=cfg.require_correct, match=cfg.match,
                  drop_tool_errors=cfg.drop_tool_errors, drop_recrops=cfg.drop_recrops)
-    examples = render_examples(sel.kept, load_processor(cfg.model), last_turn_only=cfg.last_turn_only,
+    examples = render_examples(sel.kept, load_processor(cfg.model, max_pixels=cfg.max_pixels or None), last_turn_only=cfg.last_turn_only,
                                max_length=cfg.max_length, overlong=cfg.overlong).examples if cfg.model else []
     print(stats(trajs, examples, sel).table())
     return 0

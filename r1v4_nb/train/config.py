@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     # data
     max_length: int = 4096
+    max_pixels: int = 0  # resize images to at most this many pixels (0: the processor's own limit)
     overlong: str = "cut"
     last_turn_only: bool = False
     require_correct: bool = False

@@ -55,7 +55,7 @@ def _load(config: TrainConfig) -> tuple[Any, Any]:
 
     if not config.model:
         raise UsageError("no model to train: set model = PATH (a local folder or hub id)")
-    loaded = load(config.model, quantization=config.quantization)
+    loaded = load(config.model, quantization=config.quantization, max_pixels=config.max_pixels or None)
     return loaded.model, loaded.processor
 
 
