@@ -36,12 +36,18 @@ def _run(model, messages, stop=(), settings=GREEDY, cancel=None):
 
 
 def test_stream_matches_transformers_generate(moe, image):
+    from PIL import Image
+
+    inputs, _ = moe._encode(_ask(image))
+    prompt = moe.processor.apply_chat_template(_ask(image), tokenize=False, add_generation_prompt=True)
+    stock = moe.processor(text=[prompt], images=[Image.open(image).convert("RGB")], return_tensors="pt")
+    for key in ("input_ids", "mm_token_type_ids", "pixel_values", "image_grid_thw"):
+        assert torch.equal(inputs[key], stock[key]), key
     text, last = _run(moe, _ask(image))
     assert last.finish_reason in ("length", "stop") and last.usage.completion_tokens > 0
-    inputs, _ = moe._encode(_ask(image))
     ref = moe.model.generate(**inputs, max_new_tokens=16, do_sample=False)
     tok = moe.processor.tokenizer
-    expected = tok.decode(ref[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+    expected = tok.decode(ref[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert expected.startswith(text) and text.rstrip("\ufffd")
     assert last.usage.prompt_tokens == inputs["input_ids"].shape[1]
 
@@ -144,6 +150,12 @@ def test_errors_are_one_line(tmp_path, tiny_moe_path, monkeypatch):
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ModelError, match="unknown architecture 'bert'"):
         load(bert, progress=None)
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (weights_only / f).write_bytes((tiny_moe_path / f).read_bytes())
+    with pytest.raises(ModelError, match="tokenizer / image processor"):
+        load(weights_only, progress=None)
     with pytest.raises(ModelError, match="unknown quantization"):
         load(tiny_moe_path, quantization="3bit", progress=None)
     if not torch.cuda.is_available():

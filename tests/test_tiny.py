@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from r1v4_nb.models.processor import load_processor  # noqa: E402
-from r1v4_nb.models.tiny import SPECIAL_TOKENS  # noqa: E402
+from r1v4_nb.models.tiny import SPECIAL_TOKENS, TAG_TOKENS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,10 @@ def test_folder_loads_through_the_normal_path(kind, tiny_moe_path, tiny_dense_pa
     tok = processor.tokenizer
     assert config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
     assert config.vision_start_token_id == tok.convert_tokens_to_ids("<|vision_start|>")
-    for t in SPECIAL_TOKENS:
+    for t in SPECIAL_TOKENS + TAG_TOKENS:
         assert tok.tokenize(t) == [t]
+    decoded = tok.decode(tok("<|im_start|>a<think>b</think><|image_pad|>")["input_ids"], skip_special_tokens=True)
+    assert decoded == "a<think>b</think>"
     messages = [{"role": "user", "content": [{"type": "image", "image": red_png}, {"type": "text", "text": "Hi?"}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = processor(text=[text], images=[Image.open(red_png)], return_tensors="pt")
@@ -82,6 +84,7 @@ def test_min_max_pixels_change_the_image_token_count(tiny_moe_path, red_png):
     assert n_small < n_big
 
 
+@pytest.mark.slow
 def test_cli_writes_a_dense_model(tmp_path):
     out = tmp_path / "dense"
     proc = subprocess.run(

@@ -209,7 +209,12 @@ def load(
         model = _attach_adapter(model, adapter)
     from .processor import load_processor
 
-    processor = load_processor(spec, min_pixels=min_pixels, max_pixels=max_pixels)
+    try:
+        processor = load_processor(spec, min_pixels=min_pixels, max_pixels=max_pixels)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load the tokenizer / image processor of {spec} ({first}); "
+                         "the folder needs tokenizer and preprocessor_config.json files") from None
     report = memory_report(model)
     say(f"loaded in {time.time() - t0:.1f}s: {format_report(report)}")
     return HFModel(
@@ -271,6 +276,7 @@ class HFModel:
     adapter: str | None = None
     last_stats: dict[str, Any] = field(default_factory=dict)
     _cached: _Cached | None = field(default=None, repr=False)
+    _pixel_cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -292,8 +298,26 @@ class HFModel:
     def reset_cache(self) -> None:
         self._cached = None
 
-    def _encode(self, messages: list[dict[str, Any]]):
+    def _pixels(self, path: str) -> tuple[str, Any, Any]:
+        """(content hash, pixel_values, grid_thw) of an image, preprocessed once per content."""
         from PIL import Image
+
+        digest = _file_hash(path)
+        hit = self._pixel_cache.pop(digest, None)
+        if hit is None:
+            out = self.processor.image_processor(images=[Image.open(path).convert("RGB")], return_tensors="pt")
+            hit = (out["pixel_values"], out["image_grid_thw"])
+        self._pixel_cache[digest] = hit
+        while len(self._pixel_cache) > 256:
+            self._pixel_cache.pop(next(iter(self._pixel_cache)))
+        return digest, hit[0], hit[1]
+
+    def _encode(self, messages: list[dict[str, Any]]):
+        """Token ids, image inputs and per-token keys (image pads carry their image's hash) of a conversation.
+
+        Does what the processor's __call__ does (expand each image placeholder to its token count),
+        with each image preprocessed once per content rather than once per turn."""
+        import torch
 
         cont = bool(messages) and messages[-1].get("role") == "assistant"
         text = self.processor.apply_chat_template(
@@ -303,11 +327,24 @@ class HFModel:
         for p in paths:
             if not Path(p).exists():
                 raise ModelError(f"image {p} not found; messages must reference local image files")
-        images = [Image.open(p).convert("RGB") for p in paths]
-        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+        pad = self.processor.image_token
+        pieces = text.split(pad)
+        if len(pieces) - 1 != len(paths):
+            raise ModelError(f"the chat template placed {len(pieces) - 1} images but the messages hold {len(paths)}")
+        merge = self.processor.image_processor.merge_size ** 2
+        encoded = [self._pixels(p) for p in paths]
+        expanded = pieces[0]
+        for (_h, _pv, grid), rest in zip(encoded, pieces[1:], strict=True):
+            expanded += pad * (int(grid.prod()) // merge) + rest
+        ids_t = self.processor.tokenizer(expanded, return_tensors="pt")["input_ids"]
         image_id = self.model.config.image_token_id
-        hashes = iter([_file_hash(p) for p in paths])
-        ids = inputs["input_ids"][0].tolist()
+        inputs: dict[str, Any] = {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t)}
+        inputs["mm_token_type_ids"] = (ids_t == image_id).to(torch.int32)
+        if encoded:
+            inputs["pixel_values"] = torch.cat([pv for _h, pv, _g in encoded])
+            inputs["image_grid_thw"] = torch.cat([g for _h, _pv, g in encoded])
+        hashes = iter([h for h, _pv, _g in encoded])
+        ids = ids_t[0].tolist()
         keys: list[Any] = []
         current = None
         for i, t in enumerate(ids):
@@ -359,7 +396,7 @@ class HFModel:
             yield from self._stream(messages, stop, settings, cancel)
 
     def _stream(self, messages, stop, settings, cancel) -> Iterator[Delta]:
-
+        t0 = time.perf_counter()
         inputs, keys = self._encode(messages)
         ids = inputs["input_ids"]
         image_id = self.model.config.image_token_id
@@ -404,7 +441,7 @@ class HFModel:
             fwd["image_grid_thw"] = grid[first_image:]
         self.last_stats = {
             "prompt_tokens": len(flat), "reused_tokens": start, "prefilled_tokens": len(flat) - start,
-            "prefix_reuse": "on" if reuse else (why or "off"),
+            "prefix_reuse": "on" if reuse else (why or "off"), "started": t0,
         }
         yield from self._generate(fwd, flat, keys, cache, positions, stop, settings, cancel)
 
@@ -440,11 +477,13 @@ class HFModel:
                         break
                     logits = self.model(**fwd, cache=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
                     token = _sample(logits.float().cpu(), settings, gen)
+                    if not out_ids and "ttft_s" not in self.last_stats:
+                        self.last_stats["ttft_s"] = time.perf_counter() - self.last_stats.get("started", 0.0)
                     if token in eos:
                         finish = "stop"
                         break
                     out_ids.append(token)
-                    text = tok.decode(out_ids, skip_special_tokens=False)
+                    text = tok.decode(out_ids, skip_special_tokens=True)
                     cut, found = _cut(text, stop)
                     if found:
                         if len(cut) > sent:
@@ -470,7 +509,7 @@ class HFModel:
             ok = done or cache.get_seq_length() == len(fed) or cache.get_seq_length() == len(fed) - 1
             self._cached = _Cached(keys=fed[: cache.get_seq_length()], cache=cache) if ok else None
         if finish == "length" or finish == "cancelled":
-            text = tok.decode(out_ids, skip_special_tokens=False)
+            text = tok.decode(out_ids, skip_special_tokens=True)
             cut, _ = _cut(text, stop)
             if len(cut) > sent:
                 yield Delta(text=cut[sent:])

@@ -21,7 +21,8 @@ SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-# Plain-text protocol tags get their own tokens so the tiny model emits them whole.
+# Protocol tags are added tokens but not special ones (as in Qwen3's tokenizer), so decoding with
+# skip_special_tokens=True keeps them while dropping chat and vision control tokens.
 TAG_TOKENS = [
     "<think>", "</think>", "<tool_call>", "</tool_call>", "<answer>", "</answer>",
     "<observation>", "</observation>", "<code>", "</code>", "<tool_response>", "</tool_response>",
@@ -102,7 +103,7 @@ def _vision_config(hidden: int, out_hidden: int) -> dict:
 
 def build_tokenizer(vocab_size: int = 512):
     """A byte-level BPE tokenizer with the Qwen special tokens at fixed low ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -110,16 +111,17 @@ def build_tokenizer(vocab_size: int = 512):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS + TAG_TOKENS,
+        special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:] + TAG_TOKENS,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
         chat_template=CHAT_TEMPLATE,
         model_max_length=8192,
     )
@@ -135,6 +137,10 @@ def make_tiny_model(
     vocab_size: int = 512,
 ) -> Path:
     """Write a random Qwen3-VL(-MoE) model folder (weights, config, tokenizer, processor) and return its path."""
+    from ..errors import UsageError
+
+    if hidden % 64:
+        raise UsageError(f"tiny model hidden width {hidden} is not a multiple of 64; bitsandbytes on CPU needs that")
     import torch
     from transformers import (
         Qwen3VLConfig,
@@ -143,10 +149,6 @@ def make_tiny_model(
         Qwen3VLMoeForConditionalGeneration,
     )
 
-    from ..errors import UsageError
-
-    if hidden % 64:
-        raise UsageError(f"tiny model hidden width {hidden} is not a multiple of 64; bitsandbytes on CPU needs that")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(vocab_size)
