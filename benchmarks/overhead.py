@@ -12,7 +12,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from r1v4_nb.agent import Agent, Budgets
 from r1v4_nb.models.replay import ScriptedModel
