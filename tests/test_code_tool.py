@@ -202,6 +202,8 @@ def test_cli(tmp_path: Path) -> None:
     bad.write_text("hello")
     p = _cli("--image", str(bad), stdin="print(1)")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--image" in p.stderr
+    p = _cli("--image", str(tmp_path / "missing.png"), stdin="print(1)")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "missing.png" in p.stderr and "None" not in p.stderr
 
 
 def test_inside_an_agent_run(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r1v4-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"r1v4-nb {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        detail = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)  # raised with a message only
+        print(f"r1v4-nb {args.command}: error: {detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"r1v4-nb {args.command}: interrupted", file=sys.stderr)
