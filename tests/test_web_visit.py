@@ -125,6 +125,9 @@ def test_loopback_server_is_refused_unless_allowed(server, tmp_path):
     assert visit(tool(server, tmp_path, allow_hosts=(), allow_private=True), tmp_path,
                  server.base + "/article").error is None
     assert "only http and https" in visit(tool(server, tmp_path), tmp_path, "file:///etc/passwd").error
+    obs = visit(tool(server, tmp_path), tmp_path, "not a url")
+    assert obs.error == "refused URL 'not a url': it has no scheme; only http and https can be visited " \
+                        "(write it as https://...)"
 
 
 def test_binary_content_is_named_not_dumped(server, tmp_path):

@@ -80,6 +80,17 @@ def why_blocked(ip: IPAddress) -> str | None:
     return None
 
 
+def check_scheme(url: str) -> str:
+    """The URL's scheme, lower-cased, when it is http(s); BlockedURL otherwise (needs no network)."""
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        if not scheme:
+            raise BlockedURL(f"refused URL {url!r}: it has no scheme; only http and https can be visited "
+                             "(write it as https://...)")
+        raise BlockedURL(f"refused {scheme}:// URL {url!r}: only http and https can be visited")
+    return scheme
+
+
 def check_url(url: str, allow_private: bool = False, resolver: Resolver = system_resolver,
               allow_hosts: Iterable[str] = ()) -> Target:
     """Check one URL and return where to connect; raise BlockedURL naming the reason.
@@ -91,10 +102,7 @@ def check_url(url: str, allow_private: bool = False, resolver: Resolver = system
         port = parts.port
     except ValueError as exc:
         raise BlockedURL(f"malformed URL {url!r}: {exc}") from exc
-    scheme = parts.scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        shown = f"{scheme}://" if scheme else "scheme-less"
-        raise BlockedURL(f"refused {shown} URL {url!r}: only http and https can be visited")
+    scheme = check_scheme(url)
     host = (parts.hostname or "").rstrip(".") if parts.hostname not in (None, ".") else ""
     if not host:
         raise BlockedURL(f"refused URL {url!r}: it has no host")

@@ -20,7 +20,7 @@ from .backends.mirror import Mirror, normalise_url
 from .base import Tool, ToolContext, ToolError, string_list
 from .cache import NotCached, ToolCache, open_cache
 from .htmltext import extract
-from .netguard import BlockedURL, Resolver
+from .netguard import BlockedURL, Resolver, check_scheme
 from .passages import select
 
 BACKENDS = ("offline", "http")
@@ -131,11 +131,7 @@ class WebVisitTool(Tool):
         for n, url in enumerate(urls, 1):
             try:
                 if self.backend == "http":  # the scheme check needs no network: refuse before the cache
-                    from .netguard import ALLOWED_SCHEMES
-
-                    if url.split(":", 1)[0].lower() not in ALLOWED_SCHEMES:
-                        raise BlockedURL(f"refused {url.split(':', 1)[0]}:// URL {url!r}: "
-                                         "only http and https can be visited")
+                    check_scheme(url)
                 rec = self.cache.fetch(self.name, self.backend_id, {"url": normalise_url(url)},
                                        lambda u=url: self.load(u))
             except (NotCached, BackendUnavailable, ToolError) as exc:
