@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import R1V4Error, UsageError
 from .printer import Printer
 
 
@@ -32,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("demo", help="the main job: the agent on the bundled example, step by step")
+    p = sub.add_parser("demo", help="the main job: the agent on a bundled example, step by step")
+    p.add_argument("--mode", default="general", choices=["general", "deepresearch"],
+                   help="general: crop and read a plaque (code tool); deepresearch: crop, reverse image search, "
+                   "read pages and search over the offline demo world (all four tools)")
     p.add_argument("--replay-tools", action="store_true", help="replay the tools from the record too")
     p.add_argument("--out", default=None, help="where to write the trajectory (default runs/demo-<id>.jsonl)")
     p.set_defaults(func=cmd_demo)
@@ -108,25 +113,35 @@ def _replay_path(path: Path | None) -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..agent import Agent
-    from ..models.replay import DEMO_TRAJECTORY, demo_model
+    from ..models.replay import DEMO_TRAJECTORIES, demo_model
     from ..tools.registry import build_tool
     from ..tools.replay import replay_tools
     from ..trajectory import new_id, read
 
-    if not DEMO_TRAJECTORY.is_file():
-        raise UsageError(f"the bundled demo is missing at {DEMO_TRAJECTORY}; reinstall r1v4-nb")
-    demo = read(DEMO_TRAJECTORY)
+    path = DEMO_TRAJECTORIES[args.mode]
+    if not path.is_file():
+        raise UsageError(f"the bundled demo is missing at {path}; reinstall r1v4-nb")
+    demo = read(path)
     tools, how = replay_tools(demo), "replayed from the record"
     if not args.replay_tools:
         try:
-            tools, how = [build_tool(t["name"]) for t in demo.header.tools], "run live"
-        except (ImportError, UsageError) as exc:
+            if any(t["name"] in WORLD_TOOLS for t in demo.header.tools):
+                from ..world import ensure_world
+
+                ensure_world(quiet=False)
+                how = "run live (searches over the offline demo world)"
+            else:
+                how = "run live"
+            tools = [build_tool(t["name"]) for t in demo.header.tools]
+        except (ImportError, OSError, R1V4Error) as exc:
+            how = "replayed from the record"
             print(f"note: live tools unavailable ({exc}); replaying them from the record", file=sys.stderr)
     print(f"r1v4-nb demo: the model turns are a hand-written demonstration, replayed; the tools are {how}.\n")
-    agent = Agent(demo_model(), tools=tools, dialect=demo.header.dialect, mode=demo.header.mode,
+    agent = Agent(demo_model(args.mode), tools=tools, dialect=demo.header.dialect, mode=demo.header.mode,
                   system_prompt=demo.header.system_prompt)
-    out = Path(args.out) if args.out else Path("runs") / f"demo-{new_id()}.jsonl"
-    agent.subscribe(Printer())
+    stem = "demo" if args.mode == "general" else f"demo-{args.mode}"
+    out = Path(args.out) if args.out else Path("runs") / f"{stem}-{new_id()}.jsonl"
+    agent.subscribe(Printer(max_obs_chars=1200))
     result = agent.collect(agent.run(demo.header.question, demo.header.images, out=out,
                                      meta={"source": "r1v4-nb demo", "gold": demo.header.meta.get("gold")}))
     print(f"\ntrajectory written to {result.path} (images in {result.path.with_suffix('')}.images/)")
@@ -136,4 +151,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if gold is not None and result.answer != gold:
         print(f"the answer {result.answer!r} differs from the demonstration's {gold!r}", file=sys.stderr)
         return 1
+    moved = _diverged(demo, result.trajectory)
+    if moved:
+        print(f"{moved}: the demonstration's reasoning no longer follows from what the tools find (the demo world "
+              f"or a tool changed); rebuild it with `python scripts/make_demo.py {args.mode}`", file=sys.stderr)
+        return 1
     return 0
+
+
+WORLD_TOOLS = {"text_search", "image_search", "web_visit"}  # their offline backends read the generated world
+_SIMILARITY = re.compile(r"similarity \d\.\d+")  # image match scores move a little across OpenCV versions
+
+
+def _diverged(recorded: Any, live: Any) -> str | None:
+    """Where the live run's tool results first differ from the recording (image similarity figures aside)."""
+    for want, got in zip_longest(recorded.tool_steps, live.tool_steps):
+        if want is None or got is None:
+            return f"the run made {len(live.tool_steps)} tool calls, the recording {len(recorded.tool_steps)}"
+        a, b = (_SIMILARITY.sub("similarity ~", s.observation.text) for s in (want, got))
+        if a != b:
+            return f"the live {got.call.name} result at step {got.index} differs from the recorded one"
+    return None

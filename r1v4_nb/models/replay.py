@@ -20,6 +20,8 @@ from ..errors import UsageError
 from .base import Delta, GenerationSettings, Usage, cut_at_stop
 
 DEMO_TRAJECTORY = Path(__file__).resolve().parent.parent / "demo" / "demo.jsonl"
+# The bundled demonstrations by mode: general crops and reads; deepresearch crops, searches and reads pages.
+DEMO_TRAJECTORIES = {"general": DEMO_TRAJECTORY, "deepresearch": DEMO_TRAJECTORY.with_name("deepresearch.jsonl")}
 
 
 class ScriptedModel:
@@ -96,9 +98,13 @@ class ReplayModel(ScriptedModel):
         return {"name": self.name, "backend": "replay", "source": self.source}
 
 
-def demo_model(**kw: Any) -> ReplayModel:
-    """The bundled demonstration: a hand-written trajectory, replayed (until a trained default model ships)."""
-    return ReplayModel.from_file(DEMO_TRAJECTORY, name="demo (hand-written demonstration, replayed)", **kw)
+def demo_model(mode: str = "general", **kw: Any) -> ReplayModel:
+    """A bundled demonstration: a hand-written trajectory, replayed (until a trained default model ships)."""
+    if mode not in DEMO_TRAJECTORIES:
+        raise UsageError(f"no bundled demo for mode {mode!r}; choose from: {', '.join(DEMO_TRAJECTORIES)}")
+    kind = "" if mode == "general" else f"{mode} "
+    return ReplayModel.from_file(DEMO_TRAJECTORIES[mode], name=f"demo (hand-written {kind}demonstration, replayed)",
+                                 **kw)
 
 
 def _prompt_size(messages: list[dict[str, Any]]) -> int:

@@ -82,12 +82,18 @@ def build_world(out: str | Path, seed: int = DEFAULT_SEED, per_kind: int = DEFAU
 
 
 def ensure_world(root: str | Path | None = None, seed: int = DEFAULT_SEED,
-                 per_kind: int = DEFAULT_PER_KIND) -> World:
-    """The world for (seed, size), generated on first use under the cache folder (or `root`)."""
+                 per_kind: int = DEFAULT_PER_KIND, quiet: bool = True) -> World:
+    """The world for (seed, size), generated on first use under the cache folder (or `root`).
+
+    `quiet=False` reports a first-use generation (about 10 s) on stderr, step by step.
+    """
     from ..tools.cache import cache_root
 
     base = Path(root) if root is not None else cache_root() / "world"
     folder = base / f"v{WORLD_VERSION}-seed{seed}-n{per_kind}"
     if (folder / "manifest.json").is_file():
         return World(folder)
-    return build_world(folder, seed, per_kind, quiet=True, replace=False)
+    if not quiet:
+        print(f"world: generating the offline demo world into {folder} (first use only, about 10 s)",
+              file=sys.stderr)
+    return build_world(folder, seed, per_kind, quiet=quiet, replace=False)
