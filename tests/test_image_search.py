@@ -115,3 +115,10 @@ def test_lens_needs_a_public_url(small_world, tmp_path, monkeypatch):
         obs = tool.run({"image_paths": ["u.png", "https://x.example/photo.jpg"]}, ctx)
         assert obs.error is None and obs.data["matches"][0]["thumbnail_url"] == "https://t.example/t.jpg"
         assert obs.data["matches"][0]["thumbnail"] is None and len(obs.data["matches"]) == 2
+
+
+def test_k_below_one_is_a_usage_error(tmp_path):
+    from r1v4_nb.errors import UsageError
+
+    with pytest.raises(UsageError, match="k must be at least 1"):
+        ImageSearchTool(k=0, cache=ToolCache(tmp_path / "c.sqlite"))

@@ -147,6 +147,11 @@ def test_missing_key_is_a_clear_usage_error(monkeypatch, tmp_path):
         TextSearchTool("bing")
 
 
+def test_k_below_one_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="k must be at least 1"):
+        TextSearchTool(k=0, cache=ToolCache(tmp_path / "c.sqlite"))
+
+
 class RecordedDDGS:
     """Stands in for ddgs.DDGS (which talks to many engines itself): replays recorded rows or raises."""
 

@@ -42,6 +42,8 @@ class ImageSearchTool(Tool):
                  **settings: Any):
         if backend not in BACKENDS:
             raise UsageError(f"unknown image_search backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+        if k < 1:
+            raise UsageError(f"k must be at least 1 (matches per image), got {k}")
         self.cache = open_cache(cache, cache_mode)
         self.backend, self.k, self.threshold, self.max_images = backend, k, threshold, max_images
         self.publish = publish

@@ -85,6 +85,8 @@ class TextSearchTool(Tool):
     def __init__(self, backend: str = "offline", k: int = 5, corpus: str | Path | None = None,
                  max_queries: int = 5, cache: ToolCache | str | Path | None = None, cache_mode: str | None = None,
                  **settings: Any):
+        if k < 1:
+            raise UsageError(f"k must be at least 1 (results per query), got {k}")
         self.cache = open_cache(cache, cache_mode)
         self.backend_name, self.k, self.max_queries = backend, k, max_queries
         self.backend = make_text_backend(backend, corpus, require_key=self.cache.mode != "read-only", **settings)
