@@ -26,6 +26,7 @@ def _imports(path: Path) -> list[str]:
                 base = parts[: len(parts) - node.level]
                 mod = ".".join(base + ([mod] if mod else []))
             names.append(mod)
+            names += [f"{mod}.{a.name}" if mod else a.name for a in node.names]  # `from . import ui`
     return names
 
 
