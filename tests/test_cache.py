@@ -108,3 +108,13 @@ def test_image_paths_of_cached_thumbnails_survive_the_workdir(tmp_path):
     assert c.mode == "read-write" and Path(c.path).parent == tmp_path
     with pytest.raises(UsageError, match="conflicts"):
         open_cache(c, "read-only")
+
+
+def test_a_file_that_is_not_a_database_is_a_usage_error(tmp_path):
+    bad = tmp_path / "c.sqlite"
+    bad.write_text("not a database, just text " * 100)
+    with pytest.raises(UsageError, match="cannot use the tool cache .*c.sqlite"):
+        ToolCache(bad).get("text_search", "offline", {"query": "x"})
+    p = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "tool", "text_search", "x", "--cache", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr

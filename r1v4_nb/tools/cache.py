@@ -79,13 +79,17 @@ class ToolCache:
         if self._conn is None or self._pid != os.getpid():
             if self.mode == "read-only" and not self.path.exists():
                 raise NotCached(f"offline, not cached: the cache {self.path} does not exist")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=30000")
-            if self.mode == "read-write":
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA busy_timeout=30000")
+                if self.mode == "read-write":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.executescript(_SCHEMA)
+            except (sqlite3.DatabaseError, OSError) as exc:  # not a database, or a folder we cannot write
+                raise UsageError(f"cannot use the tool cache {self.path} ({exc}); delete it, or pass another "
+                                 "file (--cache / cache=) or cache mode off") from None
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
