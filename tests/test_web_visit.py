@@ -56,6 +56,7 @@ def server():
                                .encode("cp1252"), "text/html"),
         "/plain": reply(200, "just text, line one\nline two", "text/plain; charset=utf-8"),
         "/busy": reply(429, "slow down", "text/plain", {"Retry-After": "0"}),
+        "/down": reply(503, "<p>maintenance</p>", "text/html"),
     }
     with LoopbackServer(routes) as s:
         yield s
@@ -149,6 +150,14 @@ def test_rate_limited_and_missing_pages_are_one_line_observations(server, tmp_pa
     obs = visit(tool(server, tmp_path, retries=2), tmp_path, server.base + "/busy", server.base + "/nope")
     assert "HTTP 429" in obs.text and "HTTP 404" in obs.text
     assert server.seen.count("/busy") == 2  # retried once
+
+
+def test_a_server_that_is_down_is_reported_and_not_cached(server, tmp_path):
+    cache = ToolCache(tmp_path / "c.sqlite")
+    for _ in range(2):
+        obs = visit(tool(server, tmp_path, cache=cache), tmp_path, server.base + "/down")
+        assert obs.error == f"{server.base}/down is down (HTTP 503); try later"
+    assert server.seen.count("/down") == 2 and len(cache) == 0  # asked again, not answered from the cache
 
 
 def test_offline_mirror_serves_the_world(tmp_path, small_world):

@@ -112,6 +112,8 @@ class HttpFetcher:
                         continue
                     if r.status_code == 429:
                         raise BackendUnavailable(f"{current} is rate-limiting us (HTTP 429); try later")
+                    if r.status_code in RETRY_STATUS:  # down for now: an error, but not one to cache
+                        raise BackendUnavailable(f"{current} is down (HTTP {r.status_code}); try later")
                     body, truncated = self._read(r, start, current)
                     ctype = r.headers.get("content-type", "")
                     media = ctype.split(";", 1)[0].strip().lower() or "application/octet-stream"
