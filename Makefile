@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Two hand-written demonstrations, replayed with live tools: general (crop and read), then deepresearch
+# (crop, reverse image search, read pages, search; over the offline demo world, generated on first use).
 demo: setup
 	$(BIN)/r1v4-nb demo
+	@echo
+	$(BIN)/r1v4-nb demo --mode deepresearch
 
 # Browser tests drive Debian's chromium; install it when missing (CI runs as root).
 browser:
