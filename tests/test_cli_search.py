@@ -15,6 +15,10 @@ def test_corpus_build_and_tool_commands_print_json(tmp_path, capsys, small_world
     (tmp_path / "site" / "a.md").write_text("# Quartz tower\nThe quartz tower is 40 m tall.")
     code, out, _ = run(capsys, "corpus", "build", str(tmp_path / "site"), "--base-url", "https://s.example")
     assert code == 0 and json.loads(out)["pages"] == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "corpus", "build", str(tmp_path / "empty"))
+    assert code == 2 and err.count("\n") == 1 and "no pages in" in err
+    assert not (tmp_path / "empty" / "corpus.sqlite").exists()
     code, out, _ = run(capsys, "tool", "text_search", "quartz tower", "--corpus",
                        str(tmp_path / "site" / "corpus.sqlite"))
     assert code == 0 and json.loads(out)["data"]["queries"][0]["results"][0]["url"] == "https://s.example/a.md"

@@ -44,10 +44,17 @@ def _progress(what: str):  # noqa: ANN202
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..tools.backends.corpus import Corpus, pages_from_path
+    from itertools import chain
+
+    from ..tools.backends.corpus import TEXT_SUFFIXES, Corpus, pages_from_path
 
     out = args.out or ((args.source if args.source.is_dir() else args.source.parent) / "corpus.sqlite")
-    corpus = Corpus.build(pages_from_path(args.source, args.base_url), out, _progress("pages indexed"))
+    pages = pages_from_path(args.source, args.base_url)
+    first = next(pages, None)
+    if first is None:  # an empty corpus finds nothing, silently: almost surely the wrong folder
+        raise UsageError(f"no pages in {args.source} (files ending {', '.join(sorted(TEXT_SUFFIXES))}, "
+                         "or JSONL lines); nothing indexed")
+    corpus = Corpus.build(chain([first], pages), out, _progress("pages indexed"))
     print(json.dumps({"corpus": str(out), "pages": len(corpus), "id": corpus.id}))
     return 0
 
