@@ -152,9 +152,9 @@ DR_TURNS = [
     "I will need a reverse image search. Searching the whole photo would mostly match the big portrait, so I "
     "will first crop the case's contents, with a small margin, into a picture of their own.</think>"
     + call("code", code=CASE_CODE),
-    "<think>The crop shows only the piece: a green many-sided shape with a pale pink and green core, on a "
-    "blue-violet ground crossed by thin coloured lines. None of the room is left in it. Now I search for pages "
-    "that show this picture.</think>" + call("image_search", image_paths=["case_14.png"]),
+    "<think>The crop shows the piece alone, inside a thin strip of the case's pale glass: an olive-green "
+    "many-sided shape with a pale pink ring and a bright green core, on a blue-violet ground crossed by thin "
+    "coloured lines. Now I search for pages that show this picture.</think>" + call("image_search", image_paths=["case_14.png"]),
     "<think>The top match for the crop is the page of The Motho Music Box, with a high similarity. To find "
     "who made it I will read that page.</think>" + call("web_visit", urls=[PIECE_URL], goal="who made the Motho Music Box"),
     "<think>The page says the Motho Music Box is a glass music box made in 1747 by Brako Selfen, and that it "
