@@ -285,8 +285,10 @@ class Agent:
         index = len(st.steps)
         yield TurnStarted(index)
         parser = self.dialect.parser()
+        # The final-answer turn gets a whole turn's tokens: the total budget is already spent by then.
         left = max(1, self.budgets.max_total_tokens - st.usage["completion_tokens"])
-        settings = replace(self.settings, max_tokens=min(self.budgets.max_tokens_per_turn, left))
+        allowed = self.budgets.max_tokens_per_turn if final else min(self.budgets.max_tokens_per_turn, left)
+        settings = replace(self.settings, max_tokens=allowed)
         deadline = None if final else st.start + self.budgets.max_wall_s
         text: list[str] = []
         t0 = time.monotonic()

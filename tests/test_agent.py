@@ -136,6 +136,26 @@ def test_a_model_that_ignores_the_final_notice_ends_with_budget(picture: Path, t
     assert len(traj.tool_steps) == 1
 
 
+@pytest.mark.parametrize("budgets, why", [(Budgets(max_total_tokens=5), "token"), (Budgets(max_wall_s=0.0), "time")])
+def test_token_and_time_budgets_ask_once_for_a_final_answer(picture: Path, tmp_path: Path, budgets: Budgets,
+                                                           why: str) -> None:
+    model = ScriptedModel([call("code", code="crop"), "<answer>in time</answer>"] if why == "token"
+                          else ["<answer>in time</answer>"])
+    _, traj = run(Agent(model, tools=[CropTool()], budgets=budgets, runs_dir=tmp_path), picture, tmp_path)
+    notes = [s for s in traj.steps if isinstance(s, NoteStep)]
+    assert [n.reason for n in notes] == [f"budget:{why}"] and f"{why} budget" in notes[0].text
+    assert traj.end.reason == "answered" and traj.answer == "in time"
+
+
+def test_a_turn_is_cut_at_the_per_turn_token_budget(picture: Path, tmp_path: Path) -> None:
+    model = ScriptedModel(["<think>" + "word " * 40 + "</think><answer>a</answer>", "<answer>b</answer>"])
+    _, traj = run(Agent(model, tools=[CropTool()], budgets=Budgets(max_tokens_per_turn=5), runs_dir=tmp_path),
+                  picture, tmp_path)
+    first = traj.steps[0]
+    assert isinstance(first, ModelStep) and first.finish_reason == "length" and "<answer>" not in first.text
+    assert traj.answer == "b"
+
+
 def test_errors_in_calls_become_observations_and_the_run_goes_on(picture: Path, tmp_path: Path) -> None:
     model = ScriptedModel([
         "<tool_call>{not json</tool_call>",
