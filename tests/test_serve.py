@@ -97,6 +97,11 @@ def test_bad_requests_get_400(server):
     r = httpx.post(f"{server}/chat/completions", json={"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]})
     assert r.status_code == 400 and "data:image" in r.json()["error"]["message"]
+    r = httpx.post(f"{server}/chat/completions", json={"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+    assert r.status_code == 400 and "not a readable image" in r.json()["error"]["message"]
+    r = httpx.post(f"{server}/chat/completions", json={"messages": [{"role": "user", "content": ["hi"]}]})
+    assert r.status_code == 400 and "content part" in r.json()["error"]["message"]
     assert httpx.get(f"{server}/nope").status_code == 404
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
 import tempfile
@@ -21,6 +22,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from PIL import Image as PILImage
 
 from .base import GenerationSettings, Model, ModelError
 
@@ -39,7 +42,13 @@ def _image_file(url: str, folder: Path) -> str:
         raw = base64.b64decode(m.group(2), validate=False)
     except ValueError as exc:
         raise RequestError(f"bad base64 image: {exc}") from None
-    ext = {"jpeg": "jpg", "svg+xml": "svg"}.get(m.group(1), m.group(1))
+    try:
+        with PILImage.open(io.BytesIO(raw)) as im:
+            fmt = (im.format or "png").lower()
+            im.verify()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise RequestError(f"the data URL is not a readable image ({type(exc).__name__})") from None
+    ext = {"jpeg": "jpg"}.get(fmt, fmt)
     path = folder / f"{hashlib.sha256(raw).hexdigest()[:32]}.{ext}"
     if not path.exists():
         path.write_bytes(raw)
@@ -58,6 +67,8 @@ def to_hf_messages(messages: Any, folder: Path) -> list[dict[str, Any]]:
         if isinstance(content, list):
             parts = []
             for item in content:
+                if not isinstance(item, dict):
+                    raise RequestError("each content part must be an object with a 'type'")
                 kind = item.get("type")
                 if kind == "image_url":
                     url = item["image_url"]["url"] if isinstance(item.get("image_url"), dict) else item.get("image_url")
