@@ -179,3 +179,44 @@ def test_progress_reports_estimate_and_components(tiny_dense_path):
     load(tiny_dense_path, progress=lines.append)
     assert "GiB of weights" in lines[0]
     assert all(k in lines[-1] for k in ("vision", "attention", "embeddings"))
+
+
+@pytest.mark.slow
+def test_quantized_moe_streams_stops_cancels_and_reuses_prefix(tiny_moe_path, image):
+    """The 4-bit MoE (NF4 experts) through the whole generation path, not just a few tokens."""
+    reusing = load(tiny_moe_path, quantization="4bit", progress=None)
+    fresh = load(tiny_moe_path, quantization="4bit", progress=None, prefix_reuse=False)
+    assert sum(isinstance(m, QuantizedExperts) for m in reusing.model.modules()) == 2
+    assert not [n for n, _p in reusing.model.named_parameters() if ".experts." in n]
+    messages, parts = _ask(image), []
+    for turn in range(3):
+        a, _ = _run(reusing, messages)
+        assert a == _run(fresh, messages)[0]
+        if turn:
+            assert 0 < reusing.last_stats["reused_tokens"] and reusing.last_stats["prefilled_tokens"] < (
+                fresh.last_stats["prefilled_tokens"])
+        parts += [{"type": "text", "text": a + "<observation>"}, {"type": "image", "image": image},
+                  {"type": "text", "text": "</observation>"}]
+        messages = _ask(image) + [{"role": "assistant", "content": list(parts)}]
+    longer = GenerationSettings(temperature=0, max_tokens=24)
+    full, _ = _run(reusing, _ask(image), settings=longer)
+    stop = full[6:9]
+    cut, last = _run(reusing, _ask(image), stop=[stop], settings=longer)
+    assert cut == full[: full.index(stop)] and last.finish_reason == "stop"
+    cancel, got = threading.Event(), []
+    for d in reusing.stream(_ask(image), stop=[], settings=GenerationSettings(temperature=0, max_tokens=200),
+                            cancel=cancel):
+        got.append(d)
+        if d.text:
+            cancel.set()
+    assert got[-1].finish_reason == "cancelled" and got[-1].usage.completion_tokens < 200
+
+
+@pytest.mark.slow
+def test_8bit_does_not_log_a_warning_per_token(tiny_dense_path, image, caplog):
+    import logging
+
+    model = load(tiny_dense_path, quantization="8bit", progress=None)
+    with caplog.at_level(logging.WARNING):
+        _run(model, _ask(image), settings=GenerationSettings(temperature=0, max_tokens=4))
+    assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]

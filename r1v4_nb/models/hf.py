@@ -191,6 +191,9 @@ def load(
             )
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"])
+            _quiet_int8_cast()
+            if torch_dtype != torch.float16:
+                say(f"8-bit layers cast their {str(torch_dtype).removeprefix('torch.')} inputs to float16")
     from .moe_quant import format_report, is_marked, memory_report, quantized_moe_class
 
     if _is_moe(config) and (quantization or is_marked(config)):
@@ -222,6 +225,19 @@ def load(
         path=spec, quantization=quantization, device=device, memory=report, prefix_reuse=prefix_reuse,
         adapter=str(adapter) if adapter else None,
     )
+
+
+class _DropInt8CastWarning(logging.Filter):
+    """bitsandbytes logs a warning on every int8 matmul whose input is not float16: once per token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
+def _quiet_int8_cast() -> None:
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastWarning) for f in logger.filters):
+        logger.addFilter(_DropInt8CastWarning())
 
 
 def _attach_adapter(model: Any, adapter: str | Path) -> Any:
