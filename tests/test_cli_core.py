@@ -55,3 +55,21 @@ def test_garbled_trajectory_names_the_line(tmp_path: Path) -> None:
     (tmp_path / "bad.images").symlink_to(DEMO_TRAJECTORY.with_name("demo.images"))
     r = cli("replay", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and f"{bad}:3: not valid JSON" in r.stderr
+
+
+def test_the_live_printer_makes_terminal_escape_sequences_harmless() -> None:
+    import io
+
+    from r1v4_nb.cli.printer import Printer
+    from r1v4_nb.events import Answered, TokenDelta, ToolFinished
+    from r1v4_nb.records import Observation, ToolCall, ToolStep
+
+    hostile = "x\x1b]52;c;ZXZpbA==\x07y\x1b[2J\rz"
+    out = io.StringIO()
+    printer = Printer(out, color=True)
+    printer(TokenDelta(0, "think", hostile))
+    printer(ToolFinished(ToolStep(1, ToolCall("web_visit", {"urls": [hostile]}), Observation(text=hostile), 0.1)))
+    printer(Answered(2, hostile))
+    text = out.getvalue()
+    assert "\x07" not in text and "\r" not in text and "\x1b]" not in text and "\x1b[2J" not in text
+    assert text.count("x\\x1b]52;c;ZXZpbA==\\x07y\\x1b[2J\\x0dz") == 3

@@ -43,6 +43,19 @@ def test_show_prints_header_steps_and_answer(run: Path, tmp_path: Path) -> None:
                                    "images": 2, "elapsed_s": 1.25}
 
 
+def test_show_makes_terminal_escape_sequences_harmless(tmp_path: Path) -> None:
+    from r1v4_nb.records import ModelStep, Observation, Segment, ToolCall, ToolStep
+    from r1v4_nb.trajectory import Header, TrajectoryWriter
+
+    hostile = "page \x1b]52;c;ZXZpbA==\x07 text \x1b[2J end"  # sets the clipboard, clears the screen
+    with TrajectoryWriter(tmp_path / "t.jsonl", Header(f"q {hostile}")) as w:
+        w.write(ModelStep(0, f"<think>{hostile}</think>", [Segment("think", hostile)]))
+        w.write(ToolStep(1, ToolCall("web_visit", {"urls": ["u"]}), Observation(text=hostile)))
+    proc = cli("show", "t.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0 and "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert proc.stdout.count("page \\x1b]52;c;ZXZpbA==\\x07 text \\x1b[2J end") == 3
+
+
 def test_validate_reports_ok_and_then_a_changed_image(run: Path, tmp_path: Path) -> None:
     proc = cli("validate", "runs/run.jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

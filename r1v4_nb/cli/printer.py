@@ -19,6 +19,14 @@ from ..events import (
 )
 
 _STYLE = {"think": "2", "tool_call": "36", "code": "36", "answer": "1;32", "plan": "1;32", "text": "0"}
+# Control characters other than newline and tab, shown as \xNN: text from a model or a web page must not be
+# able to move the cursor, clear the screen or set the clipboard of the terminal it is printed on.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)] if c not in (0x09, 0x0a)}
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters (escape sequences included) made visible and harmless."""
+    return text.translate(_CONTROLS)
 
 
 class Printer:
@@ -44,7 +52,7 @@ class Printer:
         if isinstance(ev, RunStarted):
             h = ev.header
             self._line(self._style(f"run {h['id']} · {h['model'].get('name', '?')} · {h['dialect']} · {h['mode']}", "1"))
-            self._line(f"question: {h['question']}")
+            self._line(f"question: {terminal_safe(h['question'])}")
             for im in h["images"]:
                 self._line(f"image: {im['provenance'].get('name', im['path'])} ({im['width']}x{im['height']})")
         elif isinstance(ev, TurnStarted):
@@ -55,28 +63,28 @@ class Printer:
                     self.out.write("\n")
                 self.out.write(self._style(f"[{ev.kind}] ", "1"))
                 self._kind = ev.kind
-            self.out.write(self._style(ev.text, _STYLE.get(ev.kind, "0")))
+            self.out.write(self._style(terminal_safe(ev.text), _STYLE.get(ev.kind, "0")))
             self.out.flush()
         elif isinstance(ev, ToolStarted):
             args = json.dumps(ev.call.arguments, ensure_ascii=False)
             self._line(self._style(f"── step {ev.index} · tool {ev.call.name or '?'}", "1;34")
-                       + f" {args[:200]}{'…' if len(args) > 200 else ''}")
+                       + f" {terminal_safe(args[:200])}{'…' if len(args) > 200 else ''}")
         elif isinstance(ev, ToolFinished):
             obs = ev.step.observation
             text = obs.text if len(obs.text) <= self.max_obs_chars else obs.text[:self.max_obs_chars] + " …"
             label = self._style("error: ", "1;31") if obs.error else ""
-            self._line(f"{label}{text}  ({ev.step.elapsed_s:.2f} s)")
+            self._line(f"{label}{terminal_safe(text)}  ({ev.step.elapsed_s:.2f} s)")
             for im in obs.images:
                 box = f" box {im.provenance.box}" if im.provenance.box else ""
                 self._line(f"  image {im.path} ({im.width}x{im.height}){box}")
             if obs.limits_hit:
                 self._line(self._style(f"  limits hit: {', '.join(obs.limits_hit)}", "33"))
         elif isinstance(ev, NoteAdded):
-            self._line(self._style(f"── step {ev.step.index} · note: {ev.step.text}", "33"))
+            self._line(self._style(f"── step {ev.step.index} · note: {terminal_safe(ev.step.text)}", "33"))
         elif isinstance(ev, Answered):
-            self._line(self._style("answer: ", "1") + self._style(ev.text, "1;32"))
+            self._line(self._style("answer: ", "1") + self._style(terminal_safe(ev.text), "1;32"))
         elif isinstance(ev, RunError):
-            self._line(self._style(f"error: {ev.message}", "1;31"))
+            self._line(self._style(f"error: {terminal_safe(ev.message)}", "1;31"))
         elif isinstance(ev, RunFinished):
             tokens = ev.usage.get("completion_tokens", 0)
             self._line(self._style(f"── finished: {ev.reason} in {ev.elapsed_s:.2f} s · {tokens} tokens out", "1"))

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import UsageError
 from ..records import ModelStep, NoteStep, ToolStep
 from ..trajectory import Trajectory, TrajectoryError, read
+from .printer import terminal_safe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -205,4 +206,4 @@ def render_text(traj: Trajectory, max_chars: int = 2000) -> str:
     out.append(f"answer: {traj.answer if traj.answer is not None else '(none)'}")
     for w in traj.warnings:
         out.append(f"warning: {w}")
-    return "\n".join(out) + "\n"
+    return terminal_safe("\n".join(out)) + "\n"
