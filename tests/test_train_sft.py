@@ -93,10 +93,28 @@ def test_adapter_saves_loads_and_changes_greedy_output(quant, trajs, examples, t
     tuned, _ = load_tiny(tiny_moe_path, quant, adapter=result.adapter)
     assert mean_loss(tuned, processor, examples) == pytest.approx(after, rel=1e-4)
     assert greedy(tuned, processor, trajs) != greedy(base, processor, trajs)
+    loaded = _load_through_the_magic(f"{tiny_moe_path} {'--4bit ' if quant else ''}--adapter {result.adapter}")
+    assert loaded.describe()["adapter"] == str(result.adapter)
+    assert mean_loss(loaded.model, processor, examples) == pytest.approx(after, rel=1e-4)
     if quant:  # a QLoRA adapter is an ordinary peft adapter: it loads onto the full-precision model too
         full, _ = load_tiny(tiny_moe_path, None, adapter=result.adapter)
         base_full = mean_loss(load_tiny(tiny_moe_path)[0], processor, examples)
         assert mean_loss(full, processor, examples) < base_full - 0.2
+
+
+def _load_through_the_magic(args: str):
+    """What `%r1v4 load ARGS` leaves in a fresh notebook session."""
+    from r1v4_nb.ui import api
+    from r1v4_nb.ui.magics import run_magic
+
+    old = api.SESSION
+    api.SESSION = api.Session()
+    try:
+        run_magic(f"load {args}")
+        assert api.SESSION.model is not None, "the load magic failed"
+        return api.SESSION.model
+    finally:
+        api.SESSION = old
 
 
 @pytest.mark.slow
