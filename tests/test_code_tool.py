@@ -204,6 +204,12 @@ def test_cli(tmp_path: Path) -> None:
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "--image" in p.stderr
     p = _cli("--image", str(tmp_path / "missing.png"), stdin="print(1)")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "missing.png" in p.stderr and "None" not in p.stderr
+    latin = tmp_path / "latin1.py"
+    latin.write_bytes("print('caf\u00e9')".encode("latin-1"))
+    for args, phrase in [(("--timeout", "nan", "-"), "--timeout"), (("--timeout", "inf", "-"), "--timeout"),
+                         (("--workdir", str(latin), "-"), "is a file"), ((str(latin),), "not UTF-8")]:
+        p = _cli(*args, stdin="print(1)")
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and phrase in p.stderr, (args, p.stderr)
 
 
 def test_inside_an_agent_run(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import uuid
@@ -30,10 +31,16 @@ def register(tools: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..tools.code import CodeTool
 
-    if args.timeout <= 0 or args.memory_mb < 64:
-        raise UsageError("--timeout must be positive and --memory-mb at least 64")
-    code = sys.stdin.read() if args.source == "-" else Path(args.source).read_text()
+    if not (0 < args.timeout < math.inf) or args.memory_mb < 64:  # `not (...)` also refuses nan
+        raise UsageError("--timeout must be a positive number of seconds and --memory-mb at least 64")
+    try:
+        code = sys.stdin.read() if args.source == "-" else Path(args.source).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{args.source} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save the code as UTF-8") from None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="r1v4-code-"))
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file; give a folder (it is created when missing)")
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = ToolContext(trajectory_id=uuid.uuid4().hex[:8], workdir=workdir.resolve(), step=1)
     for i, path in enumerate(args.image, 1):
