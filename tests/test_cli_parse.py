@@ -36,7 +36,9 @@ def test_parse_stdin_with_another_dialect():
 
 
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
-    for args in (["--dialect", "nope", "-"], [str(tmp_path / "missing.txt")], ["--chunk", "-1", "-"]):
+    (tmp_path / "a-file").write_text("x")
+    for args in (["--dialect", "nope", "-"], [str(tmp_path / "missing.txt")], ["--chunk", "-1", "-"],
+                 [str(tmp_path / "a-file" / "below-a-file.txt")]):
         done = parse(*args, stdin=b"")
         assert done.returncode == 2, args
         assert done.stderr.decode().count("\n") == 1 and "Traceback" not in done.stderr.decode()

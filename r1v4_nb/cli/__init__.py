@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except R1V4Error as exc:
         print(f"r1v4-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
         detail = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)  # raised with a message only
         print(f"r1v4-nb {args.command}: error: {detail}", file=sys.stderr)
         return 2
