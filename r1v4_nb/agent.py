@@ -53,6 +53,14 @@ class Budgets:
     max_total_tokens: int = 20480
     max_wall_s: float = 600.0
 
+    def check(self) -> None:
+        """A budget that can never be met (0 steps, a negative or NaN limit) is a user's mistake."""
+        for name, low in (("max_steps", 1), ("max_tool_calls", 0), ("max_tokens_per_turn", 1),
+                          ("max_total_tokens", 1), ("max_wall_s", 0)):
+            value = getattr(self, name)
+            if not (value >= low):  # `not >=` also catches NaN
+                raise UsageError(f"budget {name} must be at least {low}, got {value}")
+
 
 @dataclass
 class RunResult:
@@ -101,6 +109,7 @@ class Agent:
             tools = default_tools(mode)
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
         self.budgets = budgets or Budgets()
+        self.budgets.check()
         self.settings = settings or GenerationSettings()
         self.system_prompt = system_prompt
         self.runs_dir = Path(runs_dir)
@@ -122,6 +131,7 @@ class Agent:
         """Run the agent on a question and images, yielding events; the trajectory goes to `out`."""
         if not isinstance(question, str) or not question.strip():
             raise UsageError("the question is empty; write the question to ask about the image(s)")
+        self.budgets.check()  # again: the budgets may have been changed since __init__
         header = Header(
             question=question.strip(),
             images=[_as_image(im, n) for n, im in enumerate(images, start=1)],

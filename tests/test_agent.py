@@ -253,6 +253,13 @@ def test_bad_input_gives_clear_errors(picture: Path, tmp_path: Path) -> None:
         agent.run("q", [tmp_path / "missing.png"])
     with pytest.raises(UsageError, match="unknown mode"):
         Agent(ScriptedModel([]), tools=[], mode="chat")
+    for bad in (Budgets(max_steps=0), Budgets(max_tool_calls=-1), Budgets(max_tokens_per_turn=0),
+                Budgets(max_wall_s=float("nan"))):
+        with pytest.raises(UsageError, match="budget max_"):
+            Agent(ScriptedModel([]), tools=[], budgets=bad)
+    agent.budgets.max_total_tokens = 0
+    with pytest.raises(UsageError, match="budget max_total_tokens must be at least 1, got 0"):
+        agent.run("q", [picture])
 
 
 def test_fork_on_an_edited_model_turn_runs_its_calls_or_ends_on_its_answer(picture: Path,
