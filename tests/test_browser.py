@@ -44,6 +44,8 @@ def _notebook(folder: Path, hostile: Path, demo: Path, photo: Path) -> Path:
         f"%%r1v4 ask --image {photo}\nWhat year is written on the small plaque next to the bakery door?",
         f"api.SESSION.model = ScriptedModel([{slow_turn!r}], chunk=3, delay_s=0.02)\napi.tools('disable', 'code')",
         f"%%r1v4 ask --image {photo}\nDescribe the picture.",
+        # the debugger; with no model loaded a fork continues with the replay of the recorded turns
+        f"api.SESSION.model = None\n%r1v4 replay {hostile}",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -63,7 +65,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("lab")
     hostile = hostile_run(folder)
-    photo = read(DEMO_TRAJECTORY).header.images[0].path
+    photo = folder / "street.png"  # the user's name for the picture; the store names it by hash
+    shutil.copy(read(DEMO_TRAJECTORY).header.images[0].path, photo)
+    news = folder / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     nb = _notebook(folder, hostile, DEMO_TRAJECTORY, photo)
     port = _free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -85,7 +91,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
                 proc.kill()
                 pytest.fail(f"JupyterLab did not start; see {folder / 'lab.log'}")
             time.sleep(0.5)
-    yield {"url": url, "notebook": nb, "folder": folder}
+    yield {"url": url, "notebook": nb, "folder": folder, "hostile": hostile}
     proc.terminate()
     try:
         proc.wait(15)
@@ -147,6 +153,8 @@ def test_live_run_streams_to_an_answer(page):
     assert live.locator(".r1v4-final pre").inner_text() == "1897"
     assert live.locator(".r1v4-st-answered").count() == 1
     assert live.locator(".r1v4-card.r1v4-tool img.r1v4-thumb").count() >= 1
+    assert live.locator(".r1v4-question figcaption").inner_text().startswith("street.png")  # not the hash
+    assert "street.png" in live.locator(".r1v4-crop .r1v4-src img").get_attribute("title")
     live.scroll_into_view_if_needed()
     _shot(page, "browser-live-answered.png")
 
@@ -156,6 +164,8 @@ def test_stop_button_cancels_the_live_run(page):
     live.locator(".r1v4-k-think .r1v4-body").wait_for(timeout=90_000)
     page.wait_for_timeout(1500)
     streamed = len(live.locator(".r1v4-k-think .r1v4-body").inner_text())
+    heads = page.locator(".r1v4-head").all_inner_texts()
+    assert heads and not any("- tok/s" in h for h in heads)  # a rate is shown once known, never a dash
     assert streamed > 0
     live.scroll_into_view_if_needed()
     _shot(page, "browser-live-streaming.png")
@@ -166,6 +176,90 @@ def test_stop_button_cancels_the_live_run(page):
     page.wait_for_timeout(1000)
     saved = page.evaluate("() => document.querySelectorAll('[data-r1v4-snapshot]').length")
     assert saved >= 2  # the static snapshots of both asks arrived (hidden while the widgets are live)
+    assert page.dialogs == []
+
+
+def _step_shown(dbg) -> str:
+    """The title of the card the debugger shows as the selected step's output."""
+    return dbg.locator(".r1v4-dbg-produced .r1v4-card-title").first.inner_text()
+
+
+def test_debugger_steps_through_a_recorded_run(page):
+    dbg = page.locator(".r1v4-dbg")
+    dbg.locator(".r1v4-dbg-produced .r1v4-card").wait_for(timeout=60_000)
+    context, produced = dbg.locator(".r1v4-dbg-context"), dbg.locator(".r1v4-dbg-produced")
+    assert _step_shown(dbg).startswith("Step 0")
+    assert "When was the cafe founded?" in context.inner_text()  # the question, as the model saw it
+    assert context.locator("img.r1v4-thumb").count() == 1  # the input image
+    dbg.locator(".r1v4-dbg-next").click()
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 1')")
+    assert produced.locator(".r1v4-crop .r1v4-box").count() == 1  # the crop beside its source
+    assert dbg.locator(".r1v4-dbg-editor textarea").input_value().startswith("crop.png")
+    dbg.scroll_into_view_if_needed()
+    _shot(page, "browser-debugger-step.png")
+    dbg.locator(".r1v4-dbg-next").click()
+    dbg.locator(".r1v4-dbg-next").click()
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 3')")
+    assert produced.locator(".r1v4-results li").count() == 2  # the search result card
+    assert context.locator("img.r1v4-thumb").count() == 2  # the input image and the crop the model saw
+    dbg.locator(".r1v4-dbg-prev").click()
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 2')")
+    track = dbg.locator(".r1v4-dbg-slider .noUi-target")
+    box = track.bounding_box()
+    page.mouse.click(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)  # the end of the slider
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 8')")
+    assert produced.locator(".r1v4-answer").count() == 1
+    assert dbg.locator(".r1v4-dbg-steps select").input_value().startswith("8:")
+    jump = dbg.locator(".r1v4-dbg-jump input")
+    jump.fill("5")
+    jump.press("Enter")
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 5')")
+    assert produced.locator(".r1v4-match img").count() == 1
+    context.locator(".r1v4-ctx").last.scroll_into_view_if_needed()
+    _shot(page, "browser-debugger-context.png")
+    assert page.dialogs == []
+
+
+def test_debugger_forks_a_branch_beside_the_original(page, lab):
+    from r1v4_nb.trajectory import read
+
+    dbg = page.locator(".r1v4-dbg")
+    jump = dbg.locator(".r1v4-dbg-jump input")
+    jump.fill("7")
+    jump.press("Enter")
+    page.wait_for_function("() => document.querySelector('.r1v4-dbg-produced .r1v4-card-title')"
+                           ".innerText.startsWith('Step 7')")
+    editor = dbg.locator(".r1v4-dbg-editor textarea")
+    assert editor.input_value() == "page text"
+    editor.fill("The page says the cafe opened in 1901.")
+    assert "Fork at step 7" in dbg.locator(".r1v4-dbg-forkpanel").inner_text()
+    dbg.locator(".r1v4-dbg-fork").scroll_into_view_if_needed()
+    _shot(page, "browser-debugger-fork-editor.png")
+    dbg.locator(".r1v4-dbg-fork").click()
+    branches = dbg.locator(".r1v4-dbg-branches")
+    branches.locator(".r1v4-end").nth(1).wait_for(timeout=30_000)
+    panes = branches.locator(".r1v4-pane")
+    assert panes.count() == 2
+    original, branch = panes.nth(0), panes.nth(1)
+    assert "branch of" not in original.locator(".r1v4-question").inner_text()
+    assert "at step 7" in branch.locator(".r1v4-question").inner_text()
+    assert "opened in 1901" in branch.inner_text() and "opened in 1901" not in original.inner_text()
+    assert branch.locator(".r1v4-card.r1v4-tool").count() == original.locator(".r1v4-card.r1v4-tool").count()
+    left, right = original.bounding_box(), branch.bounding_box()
+    assert left["x"] + left["width"] <= right["x"] + 1  # side by side, not stacked
+    forks = list((lab["folder"] / "runs").glob("*-fork7-*.jsonl"))
+    assert len(forks) == 1
+    parent = read(forks[0]).header.parent
+    assert parent["step"] == 7 and parent["id"] == read(lab["hostile"]).header.id
+    assert forks[0].name in dbg.locator(".r1v4-dbg-status").inner_text()
+    assert branch.locator(".r1v4-edited").count() == 1 and original.locator(".r1v4-edited").count() == 0
+    branch.locator(".r1v4-edited").scroll_into_view_if_needed()
+    _shot(page, "browser-debugger-branch.png")
     assert page.dialogs == []
 
 

@@ -435,3 +435,34 @@ def test_export_html_cli(recorded, tmp_path, capsys):
     assert_inert(page)
     assert main(["export-html", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such trajectory file" in capsys.readouterr().err
+
+
+def test_debugger_context_names_images_and_marks_tags(recorded, session):
+    dbg = Debugger(read(recorded))
+    dbg.select(3)
+    ctx = BeautifulSoup(dbg.context.value, "html.parser")
+    captions = [f.text for f in ctx.select("figcaption")]
+    assert captions == ["photo.png 400x300", "crop.png 80x60"]  # the given names, not the stored hash names
+    assert "<tool_call>" in [t.text for t in ctx.select(".r1v4-tag")]
+    assert "before step 3" in ctx.select_one(".r1v4-pane-title").text
+    assert [label for label, _ in dbg.step_list.options][:2] == ["0: model calls code", "1: tool code"]
+    assert "Fork at step 3" in dbg.fork_title.value and dbg.fork_button.description == "Fork at step 3 and continue"
+
+
+def test_branch_view_shows_kept_steps_and_marks_the_edit(recorded, session):
+    traj = read(recorded)
+    dbg = Debugger(traj)
+    run = dbg.fork(7, "The page says the cafe opened in 1901.", wait=True)
+    live = BeautifulSoup(run.view.snapshot_html(), "html.parser")
+    assert len(live.select(".r1v4-card.r1v4-tool")) == 4  # all the branch's tool steps, not only the new ones
+    edited = live.select(".r1v4-edited")
+    assert len(edited) == 1 and "opened in 1901" in edited[0].text
+    saved = BeautifulSoup(render_run(RunState.from_trajectory(read(run.path))), "html.parser")
+    assert [e.text for e in saved.select(".r1v4-edited")] == [e.text for e in edited]
+
+
+def test_header_shows_a_rate_only_once_known():
+    state = RunState()
+    assert "tok/s" not in state.header_html(live=True)
+    state.tokens_out, state.elapsed = 100, 2.0
+    assert "<b>50.0</b> tok/s" in state.header_html()

@@ -128,6 +128,7 @@ class RunState:
         self.tokens_in = 0
         self.streamed = 0  # deltas of the turn in progress, counted as tokens until the turn reports usage
         self.answer: str | None = None
+        self.fork_step: int | None = None  # a branch's edited step (header.parent.step), marked in its view
         self._by_step: dict[int, int] = {}  # step index -> card position
         self._calls: dict[tuple[int, int], _StreamedCall] = {}
 
@@ -170,6 +171,7 @@ class RunState:
         for im in parsed.images:
             self.images[im.sha256] = im
         parent = header.get("parent") or None
+        self.fork_step = parent.get("step") if parent else None
         self._add({"type": "question", "text": parsed.question, "mode": parsed.mode,
                    "model": (parsed.model or {}).get("name", ""),
                    "images": [image_json(im) for im in parsed.images],
@@ -285,7 +287,13 @@ class RunState:
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
+    def _mark_edited(self, card: dict[str, Any]) -> None:
+        if self.fork_step is not None and card.get("index") == self.fork_step and card["type"] in (
+                "model", "tool", "note"):
+            card["edited"] = True
+
     def _add(self, card: dict[str, Any]) -> int:
+        self._mark_edited(card)
         self.cards.append(card)
         c = len(self.cards) - 1
         if "index" in card and card["type"] in ("model", "tool", "note"):
@@ -294,6 +302,7 @@ class RunState:
         return c
 
     def _set(self, index: int, card: dict[str, Any]) -> None:
+        self._mark_edited(card)
         if index in self._by_step:
             c = self._by_step[index]
             self.cards[c] = card

@@ -9,7 +9,9 @@ continues into a new branch trajectory, shown side by side with the original.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,33 @@ from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory
-from .cards import RunState
-from .render import CSS, render_card, render_header, render_run, thumbnail_url
+from .cards import RunState, events_of_step
+from .render import CONTEXT_THUMB, CSS, image_figure, render_card, render_header, render_run
 from .sanitize import esc
 
 
 def step_label(step: Step) -> str:
+    """A step as one line of the step list: what kind of step, and what it did."""
     if isinstance(step, ModelStep):
-        kinds = ",".join(dict.fromkeys(s.kind for s in step.segments if s.text.strip())) or "empty"
-        return f"{step.index}: model ({kinds})"
+        if step.answer is not None:
+            what = "answers"
+        elif step.calls:
+            what = "calls " + ", ".join(dict.fromkeys(c.name for c in step.calls))
+        else:
+            what = "writes " + (",".join(dict.fromkeys(s.kind for s in step.segments if s.text.strip())) or "nothing")
+        return f"{step.index}: model {what}"
     if isinstance(step, ToolStep):
         return f"{step.index}: tool {step.call.name}" + (" (error)" if step.observation.error else "")
     return f"{step.index}: note {step.reason}"
+
+
+def edit_hint(step: Step) -> str:
+    """What editing this step's text changes, in words for the fork panel."""
+    if isinstance(step, ModelStep):
+        return "the model's text (tags included; re-parsed as the model's turn)"
+    if isinstance(step, ToolStep):
+        return f"what {step.call.name} returned: the observation text the model reads next"
+    return "the note the model reads next"
 
 
 def editable_text(step: Step) -> str:
@@ -53,8 +70,16 @@ def edited_step(step: Step, text: str, dialect: Any) -> Step:
     return NoteStep(step.index, text, reason="edited")
 
 
-def render_context(messages: list[dict[str, Any]], tokens_in: int = 0) -> str:
-    """The messages of a context as HTML: role, text parts in full, image parts as thumbnails."""
+_TAG = re.compile(r"&lt;(/?(?:think|tool_call|tool_response|observation|answer|plan|code))&gt;")
+
+
+def render_context(messages: list[dict[str, Any]], tokens_in: int = 0, images: dict[str, Image] | None = None,
+                   title: str = "") -> str:
+    """The messages of a context as HTML: role, text parts in full (protocol tags marked), images as thumbnails.
+
+    `images` maps image file paths to their records, so an image is captioned with the name the user or the
+    model gave it rather than its hash.
+    """
     total = 0
     blocks = []
     for n, m in enumerate(messages):
@@ -65,44 +90,83 @@ def render_context(messages: list[dict[str, Any]], tokens_in: int = 0) -> str:
             if p.get("type") == "text":
                 text = str(p.get("text", ""))
                 words += len(text.split())
-                html.append(f"<pre>{esc(text)}</pre>")
+                html.append(f"<pre>{_mark_tags(esc(text))}</pre>")
             elif p.get("type") == "image":
-                html.append(_image_part(str(p.get("image", ""))))
+                html.append(_image_part(str(p.get("image", "")), images or {}))
         total += words
         body = "".join(html)
         if m.get("role") == "system":
-            body = f"<details><summary>system prompt</summary>{body}</details>"
-        blocks.append(f'<div class="r1v4-card r1v4-ctx"><div class="r1v4-card-title"><span>{n}: '
-                      f'{esc(m.get("role", ""))}</span><span>{words} words</span></div>{body}</div>')
-    recorded = f", {tokens_in} tokens as the model counted them" if tokens_in else ""
-    head = (f'<div class="r1v4-head"><span><b>{len(messages)}</b> messages</span>'
-            f'<span><b>{total}</b> words of text{recorded}</span></div>')
+            body = f"<details><summary>system prompt (click to show)</summary>{body}</details>"
+        blocks.append(f'<div class="r1v4-card r1v4-ctx r1v4-role-{esc(m.get("role", ""))}"><div class="r1v4-card-title">'
+                      f'<span>{esc(m.get("role", ""))}</span><span>message {n}</span><span>{words} words</span>'
+                      f'</div>{body}</div>')
+    recorded = f"<span><b>{tokens_in}</b> tokens as the model counted them</span>" if tokens_in else ""
+    heading = f'<span class="r1v4-pane-title">{esc(title)}</span>' if title else ""
+    head = (f'<div class="r1v4-head">{heading}<span><b>{len(messages)}</b> messages</span>'
+            f'<span><b>{total}</b> words of text</span>{recorded}</div>')
     return f'<div class="r1v4-run"><style>{CSS}</style>{head}{"".join(blocks)}</div>'
+
+
+def _mark_tags(escaped: str) -> str:
+    return _TAG.sub(lambda m: f'<span class="r1v4-tag">&lt;{m.group(1)}&gt;</span>', escaped)
 
 
 _IMAGES: dict[str, Image] = {}
 
 
-def _image_part(path: str) -> str:
-    try:
-        im = _IMAGES.get(path) or Image.from_file(path)
-    except (OSError, ValueError):
-        return f'<span class="r1v4-badurl">(image {esc(path)} missing)</span>'
-    _IMAGES[path] = im
-    return (f'<img class="r1v4-thumb" src="{thumbnail_url(im)}" alt="{esc(Path(path).name)}" '
-            f'title="{esc(Path(path).name)} ({im.width}x{im.height})">')
+def _image_part(path: str, known: dict[str, Image]) -> str:
+    im = known.get(path) or _IMAGES.get(path)
+    if im is None:
+        try:
+            im = Image.from_file(path)
+        except (OSError, ValueError):
+            return f'<span class="r1v4-badurl">(image {esc(Path(path).name)} missing)</span>'
+        _IMAGES[path] = im
+    return image_figure(im, CONTEXT_THUMB)
 
 
-def compare(left: Trajectory | Any, right: Trajectory | Any) -> w.HBox:
-    """Two runs side by side (each a trajectory, or a live RunView)."""
-    return w.HBox([_pane(left), _pane(right)], layout=w.Layout(width="100%", align_items="flex-start"))
+def trajectory_images(traj: Trajectory) -> dict[str, Image]:
+    """Every image of a run (inputs and tool outputs) by its file path, as the dialect puts it in messages."""
+    found = {str(im.path): im for im in traj.header.images}
+    for step in traj.steps:
+        if isinstance(step, ToolStep):
+            found.update((str(im.path), im) for im in step.observation.images)
+    return found
 
 
-def _pane(x: Any) -> w.Widget:
+def compare(left: Trajectory | Any, right: Trajectory | Any, titles: tuple[str, str] | None = None) -> w.HBox:
+    """Two runs side by side (each a trajectory, or a live RunView), each under its title if given."""
+    names = titles or ("", "")
+    return w.HBox([_pane(left, names[0]), _pane(right, names[1])],
+                  layout=w.Layout(width="100%", align_items="flex-start", grid_gap="10px"))
+
+
+def _pane(x: Any, title: str) -> w.Widget:
     if isinstance(x, Trajectory):
         x = w.HTML(render_run(RunState.from_trajectory(x)))
-    x.layout.width = "50%"
-    return x
+    x.layout.width = "100%"
+    parts = [w.HTML(f'<div class="r1v4-run"><div class="r1v4-pane-title">{esc(title)}</div></div>'), x] if title else [x]
+    pane = w.VBox(parts, layout=w.Layout(flex="1 1 0", min_width="0"))
+    pane.add_class("r1v4-pane")
+    return pane
+
+
+def _with_kept_steps(events: Iterator[Any], kept: list[Step]) -> Iterator[Any]:
+    """A fork's events, with the steps it keeps (and the edited one) drawn right after the run starts.
+
+    The agent emits events only for the steps it runs; the branch's view shows the whole branch.
+    """
+    from ..events import RunStarted
+
+    for ev in events:
+        yield ev
+        if isinstance(ev, RunStarted):
+            for step in kept:
+                yield from events_of_step(step)
+
+
+def _pane_layout() -> w.Layout:
+    return w.Layout(flex="1 1 0", min_width="0", max_height="640px", overflow="auto")
 
 
 class Debugger(w.VBox):
@@ -113,22 +177,27 @@ class Debugger(w.VBox):
         self.state = RunState.from_trajectory(traj)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else None
         self.branches: list[Any] = []
+        self.images = trajectory_images(traj)
         self._card_of = {card["index"]: c for c, card in enumerate(self.state.cards)
                          if card["type"] in ("model", "tool", "note")}
         n = len(traj.steps)
         last = max(0, n - 1)
         self.header = w.HTML(f'<div class="r1v4-run"><style>{CSS}</style>{render_header(self.state)}'
                              f'{render_card(self.state.cards[0], 0, self.state.images)}</div>')
-        self.step_list = w.Select(options=[(step_label(s), s.index) for s in traj.steps], rows=min(10, max(2, n)),
-                                  layout=w.Layout(width="260px"))
+        self.step_list = w.Select(options=[(step_label(s), s.index) for s in traj.steps], rows=min(12, max(2, n)),
+                                  layout=w.Layout(width="230px", flex="0 0 auto"))
         self.prev_button = w.Button(description="Previous", icon="arrow-left", layout=w.Layout(width="110px"))
         self.next_button = w.Button(description="Next", icon="arrow-right", layout=w.Layout(width="110px"))
-        self.slider = w.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
-        self.jump = w.BoundedIntText(value=0, min=0, max=last, description="jump to", layout=w.Layout(width="170px"))
-        self.context = w.HTML(layout=w.Layout(width="50%", max_height="640px", overflow="auto"))
-        self.produced = w.HTML(layout=w.Layout(width="50%", max_height="640px", overflow="auto"))
-        self.editor = w.Textarea(layout=w.Layout(width="100%", height="160px"))
-        self.fork_button = w.Button(description="Fork here", button_style="warning", icon="code-fork")
+        self.slider = w.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False,
+                                  layout=w.Layout(flex="1 1 auto", min_width="200px"))
+        self.jump = w.BoundedIntText(value=0, min=0, max=last, description="jump to",
+                                     layout=w.Layout(width="170px", flex="0 0 auto"))
+        self.context = w.HTML(layout=_pane_layout())
+        self.produced = w.HTML(layout=_pane_layout())
+        self.fork_title = w.HTML()
+        self.editor = w.Textarea(layout=w.Layout(width="100%", height="120px"))
+        self.fork_button = w.Button(description="Fork here", button_style="warning", icon="code-fork",
+                                    layout=w.Layout(width="auto", flex="0 0 auto"))
         self.fork_status = w.HTML()
         self.branch_box = w.VBox()
         self.prev_button.on_click(lambda _: self.select(self.index - 1))
@@ -136,13 +205,21 @@ class Debugger(w.VBox):
         self.fork_button.on_click(lambda _: self._fork_clicked())
         for widget in (self.slider, self.jump, self.step_list):
             widget.observe(lambda ch: self.select(ch["new"]) if ch["new"] is not None else None, names="value")
-        nav = w.HBox([self.prev_button, self.next_button, self.slider, self.jump])
-        panes = w.HBox([self.context, self.produced], layout=w.Layout(width="100%"))
-        fork_panel = w.VBox([w.HTML("<b>Fork here</b>: edit the model's text or the tool's observation at this "
-                                    "step, then continue into a new branch"), self.editor,
-                             w.HBox([self.fork_button, self.fork_status])])
-        super().__init__([self.header, nav, w.HBox([self.step_list, w.VBox([panes], layout=w.Layout(width="100%"))]),
-                          fork_panel, self.branch_box])
+        nav = w.HBox([self.prev_button, self.next_button, self.slider, self.jump],
+                     layout=w.Layout(width="100%", align_items="center"))
+        body = w.HBox([self.step_list, self.context, self.produced],
+                      layout=w.Layout(width="100%", align_items="flex-start", grid_gap="8px"))
+        self.fork_panel = w.VBox([self.fork_title, self.editor, w.HBox([self.fork_button, self.fork_status],
+                                                                        layout=w.Layout(align_items="center"))])
+        super().__init__([self.header, nav, body, self.fork_panel, self.branch_box], layout=w.Layout(width="100%"))
+        for widget, name in ((self, "r1v4-dbg"), (self.step_list, "r1v4-dbg-steps"), (self.prev_button, "r1v4-dbg-prev"),
+                             (self.next_button, "r1v4-dbg-next"), (self.slider, "r1v4-dbg-slider"),
+                             (self.jump, "r1v4-dbg-jump"), (self.context, "r1v4-dbg-context"),
+                             (self.produced, "r1v4-dbg-produced"), (self.fork_panel, "r1v4-dbg-forkpanel"),
+                             (self.editor, "r1v4-dbg-editor"), (self.fork_button, "r1v4-dbg-fork"),
+                             (self.fork_status, "r1v4-dbg-status"), (self.branch_box, "r1v4-dbg-branches"),
+                             (self.header, "r1v4-dbg-static")):
+            widget.add_class(name)
         self.index = -1
         if n:
             self.select(0)
@@ -162,17 +239,32 @@ class Debugger(w.VBox):
         self.step_list.value = index
         step = self.traj.steps[index]
         tokens_in = step.tokens_in if isinstance(step, ModelStep) else 0
-        self.context.value = render_context(self.context_at(index), tokens_in)
+        self.context.value = render_context(self.context_at(index), tokens_in, self.images,
+                                            f"The context before step {index}: what the model had seen")
         c = self._card_of.get(index)
         card = render_card(self.state.cards[c], c, self.state.images) if c is not None else ""
-        self.produced.value = f'<div class="r1v4-run"><style>{CSS}</style>{card}</div>'
+        self.produced.value = (f'<div class="r1v4-run"><style>{CSS}</style>'
+                               f'<div class="r1v4-pane-title">What step {index} produced</div>{card}</div>')
         self.editor.value = editable_text(step)
+        self.fork_title.value = (f'<div class="r1v4-run"><div class="r1v4-pane-title">Fork at step {index}</div>'
+                                 f'<div>Edit {esc(edit_hint(step))}, then <b>Fork here</b>: a new branch keeps steps '
+                                 f'0..{index - 1}, takes your edit as step {index} and continues with '
+                                 f'{esc(self._continuation())}. The recorded run stays as it is.</div></div>')
+        self.fork_button.description = f"Fork at step {index} and continue"
 
     def context_at(self, index: int) -> list[dict[str, Any]]:
         """The exact messages the model saw before step `index`."""
         return self.traj.context_at(index)
 
     # -- forking ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _continuation() -> str:
+        from .api import SESSION, _is_replay
+
+        if SESSION.model is not None and not _is_replay(SESSION.model):
+            return f"the loaded model ({SESSION.model.describe().get('name', 'model')}) and the session's tools"
+        return "the recorded turns after this step (a replay; load a model to continue with it instead)"
 
     def _fork_clicked(self) -> None:
         try:
@@ -218,10 +310,13 @@ class Debugger(w.VBox):
         agent = Agent(model, tools=tools, dialect=h.dialect, mode=h.mode, runs_dir=runs_dir)
         out = runs_dir / f"{h.id}-fork{k}-{uuid.uuid4().hex[:6]}.jsonl"
         view = RunView()
-        run = LiveRun(agent, agent.fork(self.traj, k, [replacement], out=out), view)
+        events = agent.fork(self.traj, k, [replacement], out=out)
+        run = LiveRun(agent, _with_kept_steps(events, [*self.traj.steps[:k], replacement]), view)
         self.branches.append(run)
-        self.branch_box.children = [w.HTML(f"<b>Branch at step {k}</b> (left: original, right: branch)"),
-                                    compare(self.traj, view)]
+        self.branch_box.children = [
+            w.HTML(f'<div class="r1v4-run"><div class="r1v4-pane-title">Branch at step {k}: the original run '
+                   f'(left) and the branch (right, written to {esc(out.name)})</div></div>'),
+            compare(self.traj, view, ("Original", f"Branch: step {k} edited"))]
         run.start()
         if wait:
             run.wait()

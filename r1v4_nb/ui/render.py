@@ -20,6 +20,7 @@ from .highlight import highlight_python
 from .sanitize import esc, link
 
 THUMB_SIDE = 320
+CONTEXT_THUMB = 160  # images inside a debugger's context view: small, the text is what matters there
 FULL_SIDE = 2048
 MAX_TEXT = 6000  # characters of tool output or page text shown in a card before "... (N more)"
 
@@ -68,7 +69,7 @@ CSS = """
 .r1v4-thumb{max-width:320px;max-height:320px;border:1px solid var(--jp-border-color2,#d0d7de);
   border-radius:4px;cursor:zoom-in;display:block}
 .r1v4-fig{margin:0;font-size:11px;color:var(--jp-ui-font-color2,#57606a)}
-.r1v4-crop{display:flex;gap:8px;align-items:center}
+.r1v4-crop{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .r1v4-src{position:relative;display:inline-block}
 .r1v4-box{position:absolute;border:2px solid #ef4444;box-shadow:0 0 0 1px #fff;pointer-events:none}
 .r1v4-arrow{font-size:20px;color:#ef4444}
@@ -90,6 +91,24 @@ CSS = """
 .r1v4-overlay{position:fixed;inset:0;background:rgba(0,0,0,.75);display:flex;align-items:center;
   justify-content:center;z-index:10000;cursor:zoom-out}
 .r1v4-overlay img{max-width:95vw;max-height:95vh;background:#fff}
+.r1v4-edited{outline:2px solid #f59e0b;outline-offset:1px}
+.r1v4-edit-badge{display:inline-block;margin-bottom:4px;padding:0 8px;border-radius:8px;background:#fef3c7;
+  color:#78350f;font-size:11px;font-weight:600}
+.r1v4-dbg-static .r1v4-thumb{max-width:200px;max-height:160px}
+.r1v4-pane-title{font-weight:600;font-size:13px;margin:2px 0 6px 0;color:var(--jp-ui-font-color1,#1f2328)}
+.r1v4-head .r1v4-pane-title{margin:0;flex-basis:100%}
+.r1v4-tag{color:#8250df;font-weight:600}
+.r1v4-ctx .r1v4-thumb{max-width:160px;max-height:160px}
+.r1v4-role-assistant{border-left:3px solid #6366f1}.r1v4-role-user{border-left:3px solid #0ea5e9}
+.r1v4-role-system{border-left:3px solid #9ca3af}
+.r1v4-dbg-static .r1v4-thumb,.r1v4-dbg-context .r1v4-thumb,.r1v4-dbg-produced .r1v4-thumb,
+.r1v4-dbg-branches .widget-html .r1v4-thumb{cursor:default}
+.r1v4-dbg-context,.r1v4-dbg-produced{border:1px solid var(--jp-border-color2,#d0d7de);border-radius:6px;
+  padding:6px 8px;background:var(--jp-layout-color1,#fff)}
+.r1v4-dbg-context .r1v4-run,.r1v4-dbg-produced .r1v4-run{max-width:none}
+.r1v4-dbg-forkpanel{border:1px solid #f59e0b;border-radius:6px;padding:8px 10px;margin:10px 0;
+  background:#fffbeb;box-sizing:border-box;width:100%}
+.r1v4-dbg-editor textarea{font-family:var(--jp-code-font-family,ui-monospace,monospace);font-size:12px}
 """
 
 
@@ -133,6 +152,13 @@ def _img(d: dict[str, Any] | None, images: dict[str, Image], side: int = THUMB_S
         return '<span class="r1v4-badurl">(image unreadable)</span>'
     title = f"{d.get('name') or d['sha'][:12]} ({d.get('w')}x{d.get('h')})"
     return f'<img class="{cls}" src="{url}" data-sha="{esc(d["sha"])}" alt="{esc(title)}" title="{esc(title)}">'
+
+
+def image_figure(im: Image, side: int = THUMB_SIDE) -> str:
+    """One image record as a captioned thumbnail (the name the user or the model gave it, and its size)."""
+    d = {"sha": im.sha256, "w": im.width, "h": im.height, "name": im.provenance.name}
+    return (f'<figure class="r1v4-fig">{_img(d, {im.sha256: im}, side)}'
+            f'<figcaption>{esc(im.provenance.name or "")} {im.width}x{im.height}</figcaption></figure>')
 
 
 def _figure(d: dict[str, Any], images: dict[str, Image]) -> str:
@@ -254,6 +280,9 @@ def render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
     """One card (question, model turn, tool call, note, error, end) as HTML."""
     kind = card.get("type")
     body = _RENDERERS.get(kind, _render_unknown)(card, images)
+    if card.get("edited"):  # the step a branch was forked at, with the text a person gave it
+        return (f'<div class="r1v4-card r1v4-{esc(kind)} r1v4-edited" data-c="{c}"><div class="r1v4-edit-badge">'
+                f'edited: this branch was forked here</div>{body}</div>')
     return f'<div class="r1v4-card r1v4-{esc(kind)}" data-c="{c}">{body}</div>'
 
 
@@ -403,12 +432,13 @@ def render_header(state: Any, live: bool = False) -> str:
     """Step count, tokens, elapsed time, tokens/s; a Stop button while a live run is going."""
     status = state.status if state.status in _STATUS else "running"
     secs = state.seconds
-    rate = _num(state.tokens / secs) if state.tokens and secs >= 0.05 else "-"
+    rate = (f"<span><b>{_num(state.tokens / secs)}</b> tok/s</span>" if state.tokens and secs >= 0.05
+            else "")  # no rate until there is something to divide
     stop = ('<button class="r1v4-stop" title="Stop this run">Stop</button>'
             if live and status == "running" else "")
     return (f'<div class="r1v4-head"><span class="r1v4-status r1v4-st-{status}">{status.replace("_", " ")}</span>'
             f'<span><b>{state.step_count}</b> steps</span><span><b>{state.tokens}</b> tokens</span>'
-            f'<span><b>{_num(secs)}</b> s</span><span><b>{rate}</b> tok/s</span>{stop}</div>')
+            f'<span><b>{_num(secs)}</b> s</span>{rate}{stop}</div>')
 
 
 def render_run(state: Any, mark: str | None = None) -> str:
