@@ -122,3 +122,11 @@ def test_k_below_one_is_a_usage_error(tmp_path):
 
     with pytest.raises(UsageError, match="k must be at least 1"):
         ImageSearchTool(k=0, cache=ToolCache(tmp_path / "c.sqlite"))
+
+
+def test_images_past_the_limit_are_named_as_left_out(small_world, tmp_path):
+    ctx = _ctx_with(tmp_path, unrelated())
+    tool = ImageSearchTool(index=small_world.image_index, cache=ToolCache(None, "off"), max_images=1)
+    obs = tool.run({"image_paths": ["u.png", "other.png", "third.png"]}, ctx)
+    assert obs.text.count("Image ") == 1 and obs.text.endswith("2 more were left out (give at most 1 per call).")
+

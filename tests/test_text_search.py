@@ -64,6 +64,10 @@ def test_tool_queries_dedup_and_cache(tmp_path):
     assert cache.hits >= 1  # the second spelling of the first query came from the cache
     assert tool.run({"queries": "lighthouse"}, ctx(tmp_path)).data["queries"][0]["results"]
     assert "No results." in tool.run({"queries": ["zzzz"]}, ctx(tmp_path)).text
+    many = tool.run({"queries": [f"q{i}" for i in range(8)]}, ctx(tmp_path))  # max_queries is 5
+    assert len(many.data["queries"]) == 5
+    assert many.text.endswith("Note: only the first 5 queries were used; 3 more were left out (give at most 5 "
+                              "per call).")
     from r1v4_nb.tools.base import ToolError
     with pytest.raises(ToolError, match="non-empty list"):
         tool.run({"queries": []}, ctx(tmp_path))

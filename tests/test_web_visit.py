@@ -171,6 +171,9 @@ def test_offline_mirror_serves_the_world(tmp_path, small_world):
     assert img.images and img.images[0].provenance.kind == "visit"
     missing = visit(t, tmp_path, "https://atlas.r1v4.test/wiki/nowhere")
     assert "not in the offline mirror" in missing.error
+    capped = WebVisitTool(mirror=world.mirror, cache=ToolCache(None, "off"), max_urls=1)
+    obs = visit(capped, tmp_path, entity["url"], entity["url"] + "?again")
+    assert len(obs.data["pages"]) == 1 and obs.text.endswith("1 more were left out (give at most 1 per call).")
 
 
 def test_extract_and_select_helpers():

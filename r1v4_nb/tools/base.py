@@ -106,3 +106,12 @@ def string_list(arguments: dict[str, Any], key: str, limit: int = 10) -> list[st
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise ToolError(f"argument {key!r} must be a non-empty list of strings")
     return [v.strip() for v in value[:limit]]
+
+
+def left_out_note(arguments: dict[str, Any], key: str, limit: int) -> str | None:
+    """The line that tells the model `string_list` used only the first `limit` items (None when none were cut)."""
+    value = arguments.get(key)
+    extra = len(value) - limit if isinstance(value, list) else 0
+    if extra <= 0:
+        return None
+    return f"Note: only the first {limit} {key} were used; {extra} more were left out (give at most {limit} per call)."

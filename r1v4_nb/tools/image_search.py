@@ -18,7 +18,7 @@ from ..errors import UsageError
 from ..images import Image, Provenance
 from ..records import Observation
 from .backends.http import BackendUnavailable
-from .base import Tool, ToolContext, ToolError, string_list
+from .base import Tool, ToolContext, ToolError, left_out_note, string_list
 from .cache import NotCached, ToolCache, open_cache
 
 BACKENDS = ("offline", "serper", "serpapi")
@@ -149,6 +149,9 @@ class ImageSearchTool(Tool):
                                 "similarity": m.get("similarity"), "how": m.get("how"),
                                 "thumbnail": len(images) - 1 if thumb is not None else None,
                                 "thumbnail_url": m.get("thumbnail_url")})
+        note = left_out_note(arguments, "image_paths", self.max_images)
+        if note:
+            lines.append(note)
         errors = [r["error"] for r in results if r.get("error")]
         return Observation(text="\n".join(lines), images=images,
                            error=errors[0] if len(errors) == len(results) else None,

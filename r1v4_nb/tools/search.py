@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import UsageError
 from ..records import Observation
 from .backends.http import BackendUnavailable
-from .base import Tool, ToolContext, ToolError, string_list
+from .base import Tool, ToolContext, ToolError, left_out_note, string_list
 from .cache import NotCached, ToolCache, normalise_text, open_cache
 
 BACKENDS = ("offline", "ddgs", "serper", "serpapi")
@@ -126,6 +126,9 @@ class TextSearchTool(Tool):
                     continue
                 seen[key] = ref
                 lines.append(f"  [{ref}] {r['title']}\n      {r['url']}" + (f"\n      {r['snippet']}" if r["snippet"] else ""))
+        note = left_out_note(arguments, "queries", self.max_queries)
+        if note:
+            lines.append(note)
         errors = [o["error"] for o in out if o.get("error")]
         return Observation(text="\n".join(lines), error=errors[0] if len(errors) == len(out) else None,
                            data={"backend": self.backend_name, "queries": out})

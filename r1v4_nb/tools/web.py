@@ -17,7 +17,7 @@ from ..records import Observation
 from .backends.fetch import Fetched, HttpFetcher, decode
 from .backends.http import BackendUnavailable
 from .backends.mirror import Mirror, normalise_url
-from .base import Tool, ToolContext, ToolError, string_list
+from .base import Tool, ToolContext, ToolError, left_out_note, string_list
 from .cache import NotCached, ToolCache, open_cache
 from .htmltext import extract
 from .netguard import BlockedURL, Resolver, check_scheme
@@ -159,6 +159,9 @@ class WebVisitTool(Tool):
             if rec.get("image") and self.cache.blob(rec["image"]).is_file():
                 images.append(Image.from_file(self.cache.blob(rec["image"]),
                                               Provenance("visit", step=ctx.step, name=rec["url"])))
+        note = left_out_note(arguments, "urls", self.max_urls)
+        if note:
+            blocks.append(note)
         failed = [p for p in pages if p.get("error")]
         error = failed[0]["error"] if failed and len(failed) == len(pages) else None
         return Observation(text="\n\n".join(blocks), images=images, error=error,
