@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from typing import Any
 
@@ -28,7 +29,14 @@ def build_tool(name: str, **settings: Any) -> Tool:
     if name not in TOOLS:
         raise UsageError(f"unknown tool {name!r}; choose from: {', '.join(TOOLS)}")
     module, cls = TOOLS[name].split(":")
-    return getattr(import_module(f".{module}", __package__), cls)(**settings)
+    tool_class = getattr(import_module(f".{module}", __package__), cls)
+    params = inspect.signature(tool_class).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(settings) - set(params))
+        if unknown:
+            known = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            raise UsageError(f"{name} has no setting {', '.join(unknown)}; its settings are: {', '.join(known)}")
+    return tool_class(**settings)
 
 
 def default_tools(mode: str) -> list[Tool]:
