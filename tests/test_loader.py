@@ -46,3 +46,13 @@ def test_tiny_specs_build_once_into_the_cache(tmp_path, monkeypatch):
     stamp = weights.stat().st_mtime_ns
     again = load_model("tiny-dense", quantization="4bit", progress=None)
     assert weights.stat().st_mtime_ns == stamp and again.quantization == "4bit"
+
+
+def test_models_use_the_projects_one_cache_folder(monkeypatch):
+    from pathlib import Path
+
+    from r1v4_nb.models.loader import cache_dir
+    from r1v4_nb.tools.cache import cache_root
+
+    monkeypatch.delenv("R1V4_CACHE", raising=False)
+    assert cache_dir() == cache_root() == Path.home() / ".cache" / "r1v4-nb"

@@ -2,7 +2,7 @@
 
 - None: the bundled demonstration (`replay.demo_model()`), until a trained default model ships
 - "replay:PATH": replay the model turns of a recorded trajectory
-- "tiny" / "tiny-moe" / "tiny-dense": a tiny random Qwen3-VL(-MoE), built once under ~/.cache/r1v4_nb
+- "tiny" / "tiny-moe" / "tiny-dense": a tiny random Qwen3-VL(-MoE), built once under ~/.cache/r1v4-nb
 - an http(s) URL, or `endpoint=URL`: an OpenAI-compatible server (spec, if given, is the model name)
 - "r1v4-api" / "skywork/r1v4-lite": the hosted Skywork-R1V4 API
 - anything else: a local folder or hub id for the Hugging Face backend
@@ -20,7 +20,10 @@ TINY = {"tiny": True, "tiny-moe": True, "tiny-dense": False}
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("R1V4_CACHE", Path.home() / ".cache" / "r1v4_nb"))
+    """The one cache folder of the project (shared with the world and the tool cache)."""
+    from ..tools.cache import cache_root
+
+    return cache_root()
 
 
 def tiny_model_path(moe: bool = True) -> Path:
