@@ -220,3 +220,23 @@ def test_8bit_does_not_log_a_warning_per_token(tiny_dense_path, image, caplog):
     with caplog.at_level(logging.WARNING):
         _run(model, _ask(image), settings=GenerationSettings(temperature=0, max_tokens=4))
     assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
+
+
+@pytest.mark.slow
+def test_an_agent_run_on_the_random_4bit_tiny_model_ends_cleanly(tiny_moe_path, image, tmp_path):
+    """The tiny model writes random text: the run must end on its budget or without an answer, never crash."""
+    from r1v4_nb.agent import Agent, Budgets
+    from r1v4_nb.events import RunFinished
+    from r1v4_nb.tools.registry import build_tool
+    from r1v4_nb.trajectory import read
+
+    model = load(tiny_moe_path, quantization="4bit", progress=None)
+    agent = Agent(model, tools=[build_tool("code", timeout_s=10)], runs_dir=tmp_path,
+                  budgets=Budgets(max_steps=3, max_tokens_per_turn=48, max_total_tokens=2000))
+    events = list(agent.run("What colour is the picture?", [image]))
+    assert isinstance(events[-1], RunFinished)
+    traj = read(next(tmp_path.glob("*.jsonl")))
+    assert traj.end is not None and traj.end.error is None
+    assert traj.end.reason in ("budget", "no_answer", "answered"), traj.end
+    assert traj.header.model["backend"] == "hf" and traj.header.model["quantization"] == "4bit"
+    assert sum(s.tokens_out for s in traj.model_steps) > 0
