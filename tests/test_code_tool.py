@@ -119,6 +119,10 @@ def test_last_expression_value_and_image(setup) -> None:
     assert obs.text == "42"
     obs = run(tool, ctx, "image_1.crop((0, 0, 10, 20))")
     assert len(obs.images) == 1 and obs.images[0].provenance.box == [0, 0, 10, 20]
+    obs = run(tool, ctx, "z = image_1.crop((0, 0, 10, 20))\nshow(z)\nz")  # shown, then the last value
+    assert len(obs.images) == 1 and obs.text.count("[image ") == 1
+    obs = run(tool, ctx, "show(image_1.crop((0, 0, 4, 4)))\nimage_1.crop((0, 0, 6, 6))")  # two images
+    assert [im.width for im in obs.images] == [4, 6]
 
 
 def test_errors_are_observations(setup) -> None:

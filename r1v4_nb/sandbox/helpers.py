@@ -180,6 +180,7 @@ class Outputs:
         self.folder = "."
         self.max_pixels = 4096 * 4096
         self.shown: list[str] = []
+        self.shown_objects: list[Any] = []  # the images themselves, so the last expression is not shown twice
         self.notes: list[str] = []
         self.limits: list[str] = []
         self.count = 0
@@ -194,6 +195,7 @@ def show(im: Any, name: str | None = None) -> str:
     Accepts what `to_image` accepts. An image over the pixel limit is not saved
     (a note says so); crop or `zoom(im, 0.5)` it first.
     """
+    outputs.shown_objects.append(im)
     im = to_image(im)
     if im.width * im.height > outputs.max_pixels:
         outputs.notes.append(f"show(): {im.width}x{im.height} is {im.width * im.height} pixels, over the limit "

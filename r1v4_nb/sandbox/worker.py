@@ -198,6 +198,7 @@ class _Session:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         helpers = self.helpers
         helpers.outputs.shown, helpers.outputs.notes, helpers.outputs.limits = [], [], []
+        helpers.outputs.shown_objects = []
         self.saved.clear()
         value_repr, error, limits = None, None, []
         value: Any = None
@@ -222,7 +223,8 @@ class _Session:
 
             if isinstance(value, Image.Image):
                 value_repr = f"<PIL image {value.mode} {value.width}x{value.height}>"
-                helpers.show(value)
+                if not any(value is o for o in helpers.outputs.shown_objects):  # `show(z); z` returns z once
+                    helpers.show(value)
             else:
                 try:
                     value_repr = repr(value)
@@ -230,6 +232,7 @@ class _Session:
                     value_repr = f"<repr failed: {type(exc).__name__}: {exc}>"
                 if len(value_repr) > _REPR_LIMIT:
                     value_repr = value_repr[:_REPR_LIMIT] + f"... {len(value_repr) - _REPR_LIMIT} more characters cut"
+        helpers.outputs.shown_objects = []  # hold no images past the call
         self.namespace["_"] = value if value is not None else self.namespace.get("_")
         stdout, stdout_cut = self.out.take()
         stderr, stderr_cut = self.err.take()
