@@ -120,3 +120,14 @@ def test_in_process_server_and_busy_port(local, image):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@pytest.mark.parametrize("port,phrase", [("99999", "99999 is not a port"), ("http", "'http' is not a port number")])
+def test_a_bad_port_is_refused_before_loading(port, phrase, capsys):
+    from r1v4_nb.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "/no/such/model", "--port", port])  # the port is checked first
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert phrase in err and len(err.strip().splitlines()) == 1

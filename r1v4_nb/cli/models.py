@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions)")
     s.add_argument("model", metavar="MODEL", help="model folder, hub id, tiny / tiny-dense, or replay:PATH")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
-    s.add_argument("--port", type=int, default=8000, help="port (0: any free port; default 8000)")
+    s.add_argument("--port", type=_port, default=8000, help="port (0: any free port; default 8000)")
     q = s.add_mutually_exclusive_group()
     q.add_argument("--4bit", dest="quantization", action="store_const", const="4bit", help="NF4 weights and experts")
     q.add_argument("--8bit", dest="quantization", action="store_const", const="8bit", help="8-bit weights")
@@ -30,6 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", help="model name to report (default: the model's name)")
     s.add_argument("--verbose", action="store_true", help="log each request")
     s.set_defaults(func=_serve, quantization=None)
+
+
+def _port(text: str) -> int:
+    """A TCP port, checked before the model loads (a bad one used to fail only after loading, with a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (use 0-65535; 0 picks a free one)")
+    return port
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
