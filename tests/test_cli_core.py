@@ -73,3 +73,13 @@ def test_the_live_printer_makes_terminal_escape_sequences_harmless() -> None:
     text = out.getvalue()
     assert "\x07" not in text and "\r" not in text and "\x1b]" not in text and "\x1b[2J" not in text
     assert text.count("x\\x1b]52;c;ZXZpbA==\\x07y\\x1b[2J\\x0dz") == 3
+
+
+def test_run_without_a_model_says_how_to_give_one(tmp_path: Path) -> None:
+    r = cli("run", "What is this?", cwd=tmp_path)
+    assert r.returncode == 2 and "no model given" in r.stderr and "r1v4-nb demo" in r.stderr
+
+
+def test_bad_generation_settings_are_one_line_errors(tmp_path: Path) -> None:
+    r = cli("run", "--model", f"replay:{DEMO_TRAJECTORY}", "--temperature", "nan", "q", cwd=tmp_path)
+    assert r.returncode == 2 and "temperature must be a number" in r.stderr

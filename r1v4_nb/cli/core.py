@@ -18,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the agent on a question about image(s)")
     p.add_argument("question", help="the question (use - to read it from stdin)")
     p.add_argument("--image", action="append", default=[], metavar="PATH", help="an input image (repeatable)")
-    p.add_argument("--model", default=None, help="a model folder, hub id, 'tiny', or replay:TRAJECTORY.jsonl "
-                   "(default: the bundled demonstration)")
+    p.add_argument("--model", default=None, help="a model folder, hub id, 'tiny', or replay:TRAJECTORY.jsonl")
     p.add_argument("--endpoint", default=None, help="an OpenAI-compatible server URL (vLLM, SGLang, r1v4-nb serve)")
     p.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--4bit", dest="quantization", action="store_const", const="4bit")
@@ -62,7 +61,7 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def _execute(agent: Any, events: Any, quiet: bool) -> int:
     if not quiet:
-        agent.subscribe(Printer(sys.stderr if quiet else sys.stdout))
+        agent.subscribe(Printer())
     result = agent.collect(events)
     if quiet:
         print(json.dumps(_summary(result)))
@@ -76,6 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..models.base import GenerationSettings
     from ..models.loader import load_model
 
+    if args.model is None and args.endpoint is None:
+        raise UsageError("no model given: pass --model (a folder, a hub id, 'tiny') or --endpoint URL; "
+                         "'r1v4-nb demo' shows the bundled demonstration")
     question = sys.stdin.read() if args.question == "-" else args.question
     model = load_model(args.model, endpoint=args.endpoint, api_key_env=args.api_key_env,
                        quantization=args.quantization)

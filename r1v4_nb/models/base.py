@@ -17,12 +17,13 @@ whatever tag the stop string cut.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import R1V4Error
+from ..errors import R1V4Error, UsageError
 
 
 class ModelError(R1V4Error):
@@ -35,6 +36,14 @@ class GenerationSettings:
     max_tokens: int = 2048
     top_p: float | None = None
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UsageError(f"temperature must be a number >= 0, got {self.temperature}")
+        if self.max_tokens < 1:
+            raise UsageError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.top_p is not None and not (0 < self.top_p <= 1):
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
