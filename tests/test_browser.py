@@ -112,8 +112,10 @@ def page(lab):
         pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
         pg.goto(f"{lab['url']}/lab/tree/{lab['notebook'].name}?reset")
         pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        pg.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                             ".jp-Toolbar-kernelStatus", timeout=60_000)
+        # Run All before the kernel is connected runs nothing, and the toolbar's indicator reads "idle" before
+        # the kernel even starts: wait for the status bar to name a kernel that is idle.
+        pg.wait_for_function("() => { const t = document.querySelector('.jp-StatusBar-Widget')?.innerText || '';"
+                             " return t.includes('| Idle') && !t.includes('No Kernel'); }", timeout=60_000)
         pg.locator(".jp-Notebook .jp-Cell").first.click()
         pg.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=10_000)
         pg.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=10_000)

@@ -182,7 +182,9 @@ class Debugger(w.VBox):
                          if card["type"] in ("model", "tool", "note")}
         n = len(traj.steps)
         last = max(0, n - 1)
-        self.header = w.HTML(f'<div class="r1v4-run"><style>{CSS}</style>{render_header(self.state)}'
+        source = f": {esc(traj.path.name)}" if traj.path else ""
+        self.header = w.HTML(f'<div class="r1v4-run"><style>{CSS}</style><div class="r1v4-pane-title">'
+                             f'Step-through debugger{source}</div>{render_header(self.state)}'
                              f'{render_card(self.state.cards[0], 0, self.state.images)}</div>')
         self.step_list = w.Select(options=[(step_label(s), s.index) for s in traj.steps], rows=min(12, max(2, n)),
                                   layout=w.Layout(width="230px", flex="0 0 auto"))
@@ -246,9 +248,10 @@ class Debugger(w.VBox):
         self.produced.value = (f'<div class="r1v4-run"><style>{CSS}</style>'
                                f'<div class="r1v4-pane-title">What step {index} produced</div>{card}</div>')
         self.editor.value = editable_text(step)
+        kept = "no step before it" if index == 0 else "step 0" if index == 1 else f"steps 0 to {index - 1}"
         self.fork_title.value = (f'<div class="r1v4-run"><div class="r1v4-pane-title">Fork at step {index}</div>'
-                                 f'<div>Edit {esc(edit_hint(step))}, then <b>Fork here</b>: a new branch keeps steps '
-                                 f'0..{index - 1}, takes your edit as step {index} and continues with '
+                                 f'<div>Edit {esc(edit_hint(step))}, then <b>Fork here</b>: a new branch keeps {kept}, '
+                                 f'takes your edit as step {index} and continues with '
                                  f'{esc(self._continuation())}. The recorded run stays as it is.</div></div>')
         self.fork_button.description = f"Fork at step {index} and continue"
 

@@ -437,7 +437,7 @@ def render_header(state: Any, live: bool = False) -> str:
     stop = ('<button class="r1v4-stop" title="Stop this run">Stop</button>'
             if live and status == "running" else "")
     return (f'<div class="r1v4-head"><span class="r1v4-status r1v4-st-{status}">{status.replace("_", " ")}</span>'
-            f'<span><b>{state.step_count}</b> steps</span><span><b>{state.tokens}</b> tokens</span>'
+            f'<span><b>{state.step_count}</b> step{"" if state.step_count == 1 else "s"}</span><span><b>{state.tokens}</b> tokens</span>'
             f'<span><b>{_num(secs)}</b> s</span>{rate}{stop}</div>')
 
 
