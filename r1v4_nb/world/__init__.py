@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 DEFAULT_SEED = 0
 DEFAULT_PER_KIND = 80  # places, people and objects each: 240 pages
 

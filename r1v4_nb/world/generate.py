@@ -100,12 +100,15 @@ def _a(e: Entity) -> str:
     return f'<a href="/wiki/{e.slug}">{html.escape(e.name)}</a>'
 
 
+def _article(word: object) -> str:
+    return "an" if str(word)[:1].lower() in "aeiou" else "a"
+
+
 def page_html(e: Entity, by_slug: dict[str, Entity]) -> str:
     """The page of one entity, wrapped in the site's menus and footer (boilerplate for the extractor)."""
     f, ln = e.facts, {k: by_slug[v] for k, v in e.links.items()}
     if e.kind == "place":
-        article = "an" if str(f["kind"])[0] in "aeiou" else "a"
-        lead = (f"{e.name} is {article} {f['kind']} in {f['region']}, founded in {f['founded']}. It lies at an elevation "
+        lead = (f"{e.name} is {_article(f['kind'])} {f['kind']} in {f['region']}, founded in {f['founded']}. It lies at an elevation "
                 f"of {f['elevation']} metres and has about {f['population']:,} inhabitants.")
         extra = [f"Its best known treasure is {_a(ln['treasure'])}."] if "treasure" in ln else []
         born = [p for p in by_slug.values() if p.links.get("born_in") == e.slug]
@@ -113,15 +116,14 @@ def page_html(e: Entity, by_slug: dict[str, Entity]) -> str:
             extra.append("People born here include " + ", ".join(_a(p) for p in born[:4]) + ".")
         box = {"Type": f["kind"], "Region": f["region"], "Founded": f["founded"], "Population": f"{f['population']:,}"}
     elif e.kind == "person":
-        article = "an" if str(f["occupation"])[0] in "aeiou" else "a"
-        lead = f"{e.name} (born {f['born']}) was {article} {f['occupation']} from {_a(ln['born_in'])}."
+        lead = f"{e.name} (born {f['born']}) was {_article(f['occupation'])} {f['occupation']} from {_a(ln['born_in'])}."
         extra = [f"{e.name.split()[0]} learned the trade from {_a(ln['mentor'])}."] if "mentor" in ln else []
         works = [o for o in by_slug.values() if o.links.get("made_by") == e.slug]
         if works:
             extra.append("Known works: " + ", ".join(_a(o) for o in works[:4]) + ".")
         box = {"Occupation": f["occupation"], "Born": f"{f['born']}, {ln['born_in'].name}"}
     else:
-        lead = (f"{e.name} is a {f['material']} {f['kind']} made in {f['made']} by {_a(ln['made_by'])}. "
+        lead = (f"{e.name} is {_article(f['material'])} {f['material']} {f['kind']} made in {f['made']} by {_a(ln['made_by'])}. "
                 f"It stands {f['height_cm']} cm tall.")
         extra = [f"Today it is kept in {_a(ln['kept_in'])}."]
         box = {"Kind": f["kind"], "Material": f["material"], "Made": f["made"], "Maker": ln["made_by"].name}
