@@ -466,3 +466,18 @@ def test_header_shows_a_rate_only_once_known():
     assert "tok/s" not in state.header_html(live=True)
     state.tokens_out, state.elapsed = 100, 2.0
     assert "<b>50.0</b> tok/s" in state.header_html()
+
+
+def test_streamed_code_call_shows_the_decoded_code_chunk_by_chunk():
+    from r1v4_nb.ui.cards import _StreamedCall
+
+    code = 'print("a\\tb")\n' * 50 + "x = '\u00e9'\n"
+    raw = json.dumps({"name": "code", "arguments": {"code": code}})
+    for size in (1, 3, 7, 64):
+        call, shown = _StreamedCall(), ""
+        for i in range(0, len(raw), size):
+            shown += call.feed(raw[i:i + size])
+        assert shown == code, size
+    other = json.dumps({"name": "text_search", "arguments": {"queries": ["q"]}})
+    call = _StreamedCall()
+    assert "".join(call.feed(other[i:i + 5]) for i in range(0, len(other), 5)) == other
