@@ -60,6 +60,20 @@ def streamed_bytes(tokens: int, photo: Path, folder: Path, delay_s: float) -> tu
     return result
 
 
+def view_seconds(tokens: int, photo: Path, folder: Path) -> float:
+    """CPU time the live view spends on one streamed turn (events collected first, then applied)."""
+    model = ScriptedModel([turn_text(tokens), "<answer>done</answer>"], chunk=4)
+    agent = Agent(model, tools=[], runs_dir=folder, budgets=Budgets(max_tokens_per_turn=10 * tokens,
+                                                                     max_total_tokens=100 * tokens))
+    events = list(agent.run("What year is on the plaque?", [photo]))
+    view = RunView()
+    t0 = time.perf_counter()
+    for ev in events:
+        view.apply(ev)
+    view.flush()
+    return time.perf_counter() - t0
+
+
 def make_trajectory(folder: Path, steps: int, photo: Path) -> Path:
     """A recorded run of `steps` steps: model turns with code that crops, and tool steps with the crops."""
     from PIL import Image as PILImage
@@ -94,6 +108,9 @@ def main() -> None:
         pace = "as fast as possible" if not delay else f"{delay * 1000:.0f} ms per 4-char chunk"
         print(f"  {tokens} tokens, {pace}: text {text} B, sent {sent} B in {msgs} messages, "
               f"ratio {sent / text:.2f}x (with ~{ENVELOPE} B envelopes: {(sent + msgs * ENVELOPE) / text:.2f}x)")
+    small, large = view_seconds(2000, photo, folder), view_seconds(8000, photo, folder)
+    print(f"view time for a streamed turn: 2000 tokens {small:.3f} s, 8000 tokens {large:.3f} s "
+          f"(ratio {large / small:.1f}; linear: ~4, quadratic: ~16)")
     path20 = make_trajectory(folder, 20, photo)
     view = RunView.from_trajectory(read(path20))
     print(f"20-step replay: {view.bytes_sent} B in {view.messages_sent} message(s) "
