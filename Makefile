@@ -1,6 +1,9 @@
 # Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the whole suite).
 # Both create .venv and install the project; re-running is quick when pyproject.toml has not changed.
 PY ?= python3
+# Where torch's CPU wheel comes from. Empty: the machine's pip configuration (here a local CPU wheel);
+# elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu so pip does not pick the CUDA build.
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
