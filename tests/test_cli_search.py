@@ -35,3 +35,18 @@ def test_corpus_build_and_tool_commands_print_json(tmp_path, capsys, small_world
     assert code == 2 and err.count("\n") == 1 and "NO_SUCH_VAR_X" in err
     code, out, _ = run(capsys, "corpus", "images", str(small_world.root / "media"), "--out", str(tmp_path / "i.sqlite"))
     assert code == 0 and json.loads(out)["images"] == 30
+
+
+def test_tool_commands_leave_no_scratch_folder_unless_it_holds_images(tmp_path, capsys, small_world, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("R1V4_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    entity = small_world.load_entities()[0]
+    code, _, _ = run(capsys, "tool", "web_visit", entity["url"], "--mirror", str(small_world.mirror))
+    assert code == 0 and list((tmp_path / "tmp").iterdir()) == []
+    code, out, _ = run(capsys, "tool", "image_search", str(small_world.root / entity["image"]),
+                       "--index", str(small_world.image_index))
+    thumbs = [im["path"] for im in json.loads(out)["images"]]
+    assert code == 0 and thumbs and all(__import__("os").path.isfile(p) for p in thumbs)

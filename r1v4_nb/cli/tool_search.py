@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -73,8 +74,14 @@ def _print(tool: Any, arguments: dict[str, Any], ctx: ToolContext) -> int:
         raise UsageError(str(exc)) from exc
     finally:
         tool.close()
+        if not _has_files(ctx.workdir):
+            shutil.rmtree(ctx.workdir, ignore_errors=True)  # keep the folder only for images the output names
     print(json.dumps(obs.to_json(), indent=2, ensure_ascii=False))
     return 0 if obs.error is None else 1
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
 def run_text_search(args: argparse.Namespace) -> int:
