@@ -240,3 +240,16 @@ def test_an_agent_run_on_the_random_4bit_tiny_model_ends_cleanly(tiny_moe_path, 
     assert traj.end.reason in ("budget", "no_answer", "answered"), traj.end
     assert traj.header.model["backend"] == "hf" and traj.header.model["quantization"] == "4bit"
     assert sum(s.tokens_out for s in traj.model_steps) > 0
+
+
+def test_incremental_detokenizer_equals_a_full_decode_at_every_token(moe):
+    from r1v4_nb.models.hf import _Detokenizer
+
+    tok = moe.processor.tokenizer
+    ids = tok.encode("héllo wörld 你好 🎉 " * 40 + "</tool_call> done")
+    rng = __import__("random").Random(0)
+    ids += [rng.randrange(len(tok)) for _ in range(300)]  # random tokens: broken bytes, special tokens
+    detok = _Detokenizer(tok)
+    for n, token in enumerate(ids, start=1):
+        assert detok.add(token) == tok.decode(ids[:n], skip_special_tokens=True), n
+    assert detok.base > 0  # it did split, so later steps decode only the tail

@@ -480,6 +480,7 @@ class HFModel:
         next_pos = int(positions.max()) + 1
         fed = list(keys)
         out_ids: list[int] = []
+        detok = _Detokenizer(tok)
         sent = 0
         finish = "length"
         holdback = max((len(s) for s in stop if s), default=1) - 1
@@ -499,8 +500,11 @@ class HFModel:
                         finish = "stop"
                         break
                     out_ids.append(token)
-                    text = tok.decode(out_ids, skip_special_tokens=True)
-                    cut, found = _cut(text, stop)
+                    text = detok.add(token)
+                    # Text up to `sent - holdback` was already searched for stop strings: look only after it.
+                    start = max(0, sent - holdback)
+                    tail, found = _cut(text[start:], stop)
+                    cut = text[:start] + tail if found else text
                     if found:
                         if len(cut) > sent:
                             yield Delta(text=cut[sent:])
@@ -530,6 +534,34 @@ class HFModel:
             if len(cut) > sent:
                 yield Delta(text=cut[sent:])
         yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=len(flat), completion_tokens=len(out_ids)))
+
+
+class _Detokenizer:
+    """The text of the generated tokens, decoded incrementally.
+
+    Only the tokens since the last clean split are decoded at each step, so a 20k-token answer does not
+    cost a full decode per token. A split is taken only where decoding the whole equals the two halves
+    joined (no multi-byte character or tokenizer clean-up straddles it).
+    """
+
+    WINDOW = 64
+
+    def __init__(self, tok: Any):
+        self.tok = tok
+        self.ids: list[int] = []
+        self.base = 0
+        self.committed = ""
+        self.next_try = self.WINDOW
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        tail = self.tok.decode(self.ids[self.base:], skip_special_tokens=True)
+        text = self.committed + tail
+        if len(self.ids) >= self.next_try:
+            self.next_try = len(self.ids) + self.WINDOW
+            if not tail.endswith("\ufffd") and self.tok.decode(self.ids, skip_special_tokens=True) == text:
+                self.committed, self.base = text, len(self.ids)
+        return text
 
 
 def _cut(text: str, stop: list[str]) -> tuple[str, bool]:
