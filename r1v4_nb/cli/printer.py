@@ -12,11 +12,13 @@ from ..events import (
     RunError,
     RunFinished,
     RunStarted,
+    SegmentClosed,
     TokenDelta,
     ToolFinished,
     ToolStarted,
     TurnStarted,
 )
+from ..records import ToolCall
 
 _STYLE = {"think": "2", "tool_call": "36", "code": "36", "answer": "1;32", "plan": "1;32", "text": "0"}
 # Control characters other than newline and tab, shown as \xNN: text from a model or a web page must not be
@@ -48,6 +50,21 @@ class Printer:
         self.out.write(text + "\n")
         self.out.flush()
 
+    def _call(self, call: ToolCall) -> None:
+        """A tool call as a person reads it: code as code, other calls as their name and arguments."""
+        if call.error:
+            raw = call.raw if len(call.raw) <= 200 else call.raw[:200] + " …"
+            self._line(self._style("[call] ", "1") + self._style(f"malformed: {terminal_safe(call.error)}", "31")
+                       + f" {terminal_safe(raw)}")
+        elif call.name == "code" and isinstance(call.arguments.get("code"), str):
+            self._line(self._style("[code]", "1"))
+            for line in call.arguments["code"].splitlines():
+                self._line(self._style("    " + terminal_safe(line), _STYLE["code"]))
+        else:
+            args = json.dumps(call.arguments, ensure_ascii=False)
+            args = args if len(args) <= 300 else args[:300] + " …"
+            self._line(self._style("[call] ", "1") + self._style(f"{call.name} {terminal_safe(args)}", _STYLE["tool_call"]))
+
     def __call__(self, ev: Any) -> None:
         if isinstance(ev, RunStarted):
             h = ev.header
@@ -58,6 +75,8 @@ class Printer:
         elif isinstance(ev, TurnStarted):
             self._line(self._style(f"── step {ev.index} · model", "1;34"))
         elif isinstance(ev, TokenDelta):
+            if ev.kind == "tool_call":
+                return  # shown decoded when the call is complete (SegmentClosed), not as raw JSON
             if ev.kind != self._kind:
                 if self._kind is not None:
                     self.out.write("\n")
@@ -65,10 +84,10 @@ class Printer:
                 self._kind = ev.kind
             self.out.write(self._style(terminal_safe(ev.text), _STYLE.get(ev.kind, "0")))
             self.out.flush()
+        elif isinstance(ev, SegmentClosed) and ev.segment.kind == "tool_call" and ev.segment.call is not None:
+            self._call(ev.segment.call)
         elif isinstance(ev, ToolStarted):
-            args = json.dumps(ev.call.arguments, ensure_ascii=False)
-            self._line(self._style(f"── step {ev.index} · tool {ev.call.name or '?'}", "1;34")
-                       + f" {terminal_safe(args[:200])}{'…' if len(args) > 200 else ''}")
+            self._line(self._style(f"── step {ev.index} · tool {ev.call.name or '?'}", "1;34"))
         elif isinstance(ev, ToolFinished):
             obs = ev.step.observation
             text = obs.text if len(obs.text) <= self.max_obs_chars else obs.text[:self.max_obs_chars] + " …"
