@@ -197,9 +197,13 @@ class Agent:
                 for im in s.observation.images:
                     ctx.register_image(im, *([im.provenance.name] if im.provenance.name else []))
         state = _RunState(header, writer, steps, ctx, self._cancel)
-        for ev in self._loop(state):
-            self._bus.emit(ev)
-            yield ev
+        loop = self._loop(state)
+        try:
+            for ev in loop:
+                self._bus.emit(ev)
+                yield ev
+        finally:
+            loop.close()  # a consumer that stops iterating still gets the run ended and the tools released
 
     def _loop(self, st: _RunState) -> Iterator[Any]:
         reason, answer, error = "no_answer", None, None
@@ -249,6 +253,9 @@ class Agent:
                     break
         except KeyboardInterrupt:
             reason = "cancelled"
+        except GeneratorExit:  # the consumer stopped iterating: record the run as cancelled, then close
+            self._finish(st, started, "cancelled", None, None)
+            raise
         except Exception as exc:  # recorded, then re-raised unless the user can act on it
             reason, error = "error", f"{type(exc).__name__}: {exc}"
             yield RunError(error, len(st.steps))
@@ -264,6 +271,8 @@ class Agent:
 
     def _finish(self, st: _RunState, started: list[Tool], reason: str, answer: str | None,
                 error: str | None) -> None:
+        if st.writer.closed:
+            return
         for tool in started:
             try:
                 tool.finish(st.ctx)

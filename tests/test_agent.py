@@ -281,3 +281,16 @@ def test_fork_on_an_edited_model_turn_runs_its_calls_or_ends_on_its_answer(pictu
     list(Agent(idle, tools=[CropTool()], runs_dir=tmp_path).fork(traj, 0, [answered], out=tmp_path / "b2.jsonl"))
     b2 = read(tmp_path / "b2.jsonl")
     assert b2.end.reason == "answered" and b2.answer == "blue" and idle.calls == 0
+
+
+def test_a_consumer_that_stops_iterating_still_ends_the_run(picture: Path, tmp_path: Path) -> None:
+    model = ScriptedModel(["<think>" + "slow thought " * 40 + "</think><answer>x</answer>"], chunk=3)
+    tool = CropTool()
+    events = Agent(model, tools=[tool], runs_dir=tmp_path).run("q", [picture], out=tmp_path / "run.jsonl")
+    for ev in events:
+        if isinstance(ev, TokenDelta):
+            break
+    events.close()
+    traj = read(tmp_path / "run.jsonl")
+    assert traj.end is not None and traj.end.reason == "cancelled"
+    assert tool.finished == [traj.header.id]
