@@ -130,3 +130,18 @@ def test_images_past_the_limit_are_named_as_left_out(small_world, tmp_path):
     obs = tool.run({"image_paths": ["u.png", "other.png", "third.png"]}, ctx)
     assert obs.text.count("Image ") == 1 and obs.text.endswith("2 more were left out (give at most 1 per call).")
 
+
+
+def test_a_failed_build_leaves_the_old_index_and_no_half_built_file(tmp_path):
+    from r1v4_nb.errors import UsageError
+
+    good = tmp_path / "a.png"
+    PILImage.new("RGB", (64, 48), (200, 40, 40)).save(good)
+    (tmp_path / "bad.png").write_text("not an image")
+    path = tmp_path / "index.sqlite"
+    ImageIndex.build([(good, "https://x.example/a", "A")], path)
+    before = path.read_bytes()
+    with pytest.raises(UsageError, match="cannot index"):
+        ImageIndex.build([(good, "https://x.example/a", "A"), (tmp_path / "bad.png", "u", "t")], path)
+    assert path.read_bytes() == before
+    assert not (tmp_path / "index.sqlite.building").exists()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UsageError
+from .sqlitefile import building
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LINK_REF = re.compile(r" ?\[\d+\]")
@@ -105,36 +106,29 @@ class Corpus:
               progress: Callable[[int], None] | None = None) -> Corpus:
         """Write a new corpus file (replacing any old one) from pages; duplicate URLs keep the first page."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".building")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp)
-        conn.executescript(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
-            "CREATE VIRTUAL TABLE pages USING fts5(url UNINDEXED, title, body, tokenize='porter unicode61');"
-        )
+        schema = ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                  "CREATE VIRTUAL TABLE pages USING fts5(url UNINDEXED, title, body, tokenize='porter unicode61');")
         digest = hashlib.sha256()
         seen: set[str] = set()
-        batch: list[tuple[str, str, str]] = []
-        for page in pages:
-            if page.url in seen:
-                continue
-            seen.add(page.url)
-            digest.update(json.dumps([page.url, page.title, page.text]).encode("utf-8"))
-            batch.append((page.url, page.title, page.text))
-            if len(batch) >= 1000:
-                conn.executemany("INSERT INTO pages VALUES (?, ?, ?)", batch)
-                batch.clear()
-                if progress:
-                    progress(len(seen))
-        conn.executemany("INSERT INTO pages VALUES (?, ?, ?)", batch)
-        conn.execute("INSERT INTO pages(pages) VALUES ('optimize')")
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("id", digest.hexdigest()[:16]), ("pages", str(len(seen)))])
-        conn.commit()
-        conn.close()
+        with building(path, schema) as conn:
+            batch: list[tuple[str, str, str]] = []
+            for page in pages:
+                if page.url in seen:
+                    continue
+                seen.add(page.url)
+                digest.update(json.dumps([page.url, page.title, page.text]).encode("utf-8"))
+                batch.append((page.url, page.title, page.text))
+                if len(batch) >= 1000:
+                    conn.executemany("INSERT INTO pages VALUES (?, ?, ?)", batch)
+                    batch.clear()
+                    if progress:
+                        progress(len(seen))
+            conn.executemany("INSERT INTO pages VALUES (?, ?, ?)", batch)
+            conn.execute("INSERT INTO pages(pages) VALUES ('optimize')")
+            conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("id", digest.hexdigest()[:16]), ("pages", str(len(seen)))])
         if progress:
             progress(len(seen))
-        tmp.replace(path)
         return cls(path)
 
     def search(self, query: str, k: int = 5) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
+from .sqlitefile import building
 
 SIDE = 320  # indexed pictures are scaled so their longer side is SIDE
 INDEX_FEATURES = 500
@@ -211,34 +212,26 @@ class ImageIndex:
               progress: Callable[[int], None] | None = None) -> ImageIndex:
         """Index (image file, page url, page title) entries into a new file at `path`."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".building")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp)
-        conn.executescript(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
-            "CREATE TABLE images (id INTEGER PRIMARY KEY, file TEXT, url TEXT, title TEXT, phash INTEGER,"
-            " points BLOB, descriptors BLOB, small BLOB, small_w INTEGER, thumbnail BLOB);"
-        )
+        schema = ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                  "CREATE TABLE images (id INTEGER PRIMARY KEY, file TEXT, url TEXT, title TEXT, phash INTEGER,"
+                  " points BLOB, descriptors BLOB, small BLOB, small_w INTEGER, thumbnail BLOB);")
         digest = hashlib.sha256()
-        for n, (file, url, title) in enumerate(entries, 1):
-            file = Path(file)
-            try:
-                f = features(file)
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot index {file}: {exc}") from exc
-            signed = f.phash - 2**64 if f.phash >= 2**63 else f.phash  # SQLite integers are signed 64-bit
-            small = small_grey(f.grey)
-            digest.update(f"{url}\0{title}\0{f.phash}\0".encode() + f.descriptors.tobytes())
-            conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (n, str(file), url, title, signed, f.points.tobytes(), f.descriptors.tobytes(),
-                          small.tobytes(), small.shape[1], _thumbnail(file)))
-            if progress and n % 200 == 0:
-                progress(n)
-        conn.execute("INSERT INTO meta VALUES ('id', ?)", (digest.hexdigest()[:16],))
-        conn.commit()
-        conn.close()
-        tmp.replace(path)
+        with building(path, schema) as conn:
+            for n, (file, url, title) in enumerate(entries, 1):
+                file = Path(file)
+                try:
+                    f = features(file)
+                except (OSError, ValueError) as exc:
+                    raise UsageError(f"cannot index {file}: {exc}") from exc
+                signed = f.phash - 2**64 if f.phash >= 2**63 else f.phash  # SQLite integers are signed 64-bit
+                small = small_grey(f.grey)
+                digest.update(f"{url}\0{title}\0{f.phash}\0".encode() + f.descriptors.tobytes())
+                conn.execute("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (n, str(file), url, title, signed, f.points.tobytes(), f.descriptors.tobytes(),
+                              small.tobytes(), small.shape[1], _thumbnail(file)))
+                if progress and n % 200 == 0:
+                    progress(n)
+            conn.execute("INSERT INTO meta VALUES ('id', ?)", (digest.hexdigest()[:16],))
         return cls(path)
 
     def thumbnail(self, i: int) -> bytes:
