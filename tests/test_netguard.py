@@ -1,6 +1,15 @@
+import ipaddress
+
 import pytest
 
-from r1v4_nb.tools.netguard import BlockedURL, check_url, parse_literal, system_resolver
+from r1v4_nb.tools.netguard import (
+    SPECIAL_RANGES,
+    BlockedURL,
+    check_url,
+    parse_literal,
+    system_resolver,
+    why_blocked,
+)
 
 
 def public(host, port):
@@ -55,3 +64,54 @@ def test_credentials_and_missing_hosts_are_refused():
         check_url("http://user:pw@example.com/", resolver=public)
     with pytest.raises(BlockedURL, match="no host"):
         check_url("http:///path")
+
+
+def _samples(entry):
+    """First, middle and last address of a range (the whole range is refused unless it embeds IPv4)."""
+    net = entry.network
+    return [net[0], net[net.num_addresses // 2], net[-1]]
+
+
+@pytest.mark.parametrize("entry", [e for e in SPECIAL_RANGES if e.embeds is None], ids=lambda e: str(e.network))
+def test_every_special_purpose_range_is_refused(entry):
+    for ip in _samples(entry):
+        assert why_blocked(ip), ip
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        with pytest.raises(BlockedURL, match="address"):
+            check_url(f"http://{host}/latest/meta-data/")
+
+
+def _embed(entry, v4: str) -> ipaddress.IPv6Address:
+    inner = int(ipaddress.IPv4Address(v4))
+    base = int(entry.network.network_address)
+    return ipaddress.IPv6Address(base | (inner << 80) if entry.embeds == "6to4" else base | inner)
+
+
+@pytest.mark.parametrize("entry", [e for e in SPECIAL_RANGES if e.embeds], ids=lambda e: str(e.network))
+def test_ipv6_forms_of_private_ipv4_are_refused_and_of_public_ones_allowed(entry):
+    for v4 in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "192.0.0.192", "100.64.0.1"):
+        ip = _embed(entry, v4)
+        assert v4 in (why_blocked(ip) or ""), ip
+        with pytest.raises(BlockedURL, match="address"):
+            check_url(f"http://[{ip}]/")
+    assert why_blocked(_embed(entry, "93.184.216.34")) is None
+
+
+@pytest.mark.parametrize("address", [
+    "192.0.0.192", "192.0.0.170", "100.100.100.200", "198.18.0.1", "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    "64:ff9b:1::a00:1", "::a00:1", "100::1", "fec0::1", "5f00::1", "3fff::1", "2001:db8::1",
+])
+def test_addresses_the_standard_library_calls_global_or_misses(address):
+    assert why_blocked(ipaddress.ip_address(address))
+
+
+def test_public_addresses_pass_the_table():
+    for address in ("93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001:82a::200e"):
+        assert why_blocked(ipaddress.ip_address(address)) is None, address
+
+
+@pytest.mark.parametrize("url", ["http://[::\u2460\u2461\u2466\u3002\u24ea\u3002\u24ea\u3002\u2460]:80/",
+                                 "http://[::1/", "http://host:99999/", "http://[zz]/"])
+def test_malformed_urls_are_refusals(url):
+    with pytest.raises(BlockedURL, match="malformed"):
+        check_url(url)

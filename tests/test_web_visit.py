@@ -30,6 +30,14 @@ def huge_page() -> str:
             f"{filler[len(filler) // 2:]}</main></body></html>")
 
 
+def raw_redirect(location: str):
+    """A redirect whose Location header is sent as UTF-8 bytes (http.server would refuse to encode it)."""
+    def route(h):
+        h.wfile.write(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\nLocation: " + location.encode() + b"\r\n\r\n")
+        h.close_connection = True
+    return route
+
+
 def slow(h):
     time.sleep(2.0)
     reply(200, "<p>late</p>")(h)
@@ -47,6 +55,11 @@ def server():
         "/loop": reply(302, "", headers={"Location": "/loop"}),
         "/to-private": reply(302, "", headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
         "/to-ten": reply(302, "", headers={"Location": "http://10.0.0.7/admin"}),
+        "/to-oracle": reply(302, "", headers={"Location": "http://192.0.0.192/latest/meta-data/"}),
+        "/to-schemeless": reply(302, "", headers={"Location": "http:127.0.0.1/"}),
+        "/to-broken": reply(302, "", headers={"Location": "http://[::1/"}),
+        "/to-unicode": raw_redirect("http://[::\u2460\u2461\u2466\u3002\u24ea\u3002\u24ea\u3002\u2460]:80/"),
+        "/rejected-markup": reply(200, "<html><title>Odd</title><![><p>The keeper's log survives.</p></html>"),
         "/binary": reply(200, bytes(range(256)) * 100, "application/octet-stream"),
         "/pdf": reply(200, b"%PDF-1.4 binary", "application/pdf"),
         "/latin1": reply(200, "<html><title>Caf\u00e9</title><p>Cr\u00e8me br\u00fbl\u00e9e</p></html>".encode("latin-1"),
@@ -181,3 +194,27 @@ def test_extract_and_select_helpers():
                   "</body></html>", "https://x.example/")
     assert doc.links == [] and "a b" in doc.text and "| k | v" in doc.text
     assert select("short", "q", 100) == ("short", False)
+
+
+def test_redirects_to_special_or_malformed_urls_are_refusals(server, tmp_path):
+    t = tool(server, tmp_path)
+    for route, why in (("/to-oracle", "IETF protocol assignments"), ("/to-broken", "malformed"),
+                       ("/to-unicode", "malformed"), ("/to-schemeless", "")):
+        obs = visit(t, tmp_path, server.base + route)
+        page = obs.data["pages"][0]
+        assert obs.error and why in obs.error and page["text"] == "", (route, obs.text)
+
+
+def test_unicode_and_malformed_urls_are_refused_not_raised(tmp_path):
+    t = WebVisitTool(backend="http", cache=ToolCache(None, "off"))
+    for url in ("http://[::\u2460\u2461\u2466\u3002\u24ea\u3002\u24ea\u3002\u2460]:80/", "http://[::1/",
+                "http:127.0.0.1/", "http://192.0.0.192/latest/", "http://[64:ff9b::a9fe:a9fe]/"):
+        obs = visit(t, tmp_path, url)
+        assert obs.error and obs.data["pages"][0]["text"] == "", url
+
+
+def test_markup_the_strict_parser_rejects_keeps_its_text(server, tmp_path):
+    doc = extract("<![><p>The keeper's log survives.</p><p>Second line</p>", "http://x.example/")
+    assert "The keeper's log survives." in doc.text and "Second line" in doc.text
+    obs = visit(tool(server, tmp_path), tmp_path, server.base + "/rejected-markup")
+    assert obs.error is None and "The keeper's log survives." in obs.text

@@ -42,11 +42,38 @@ def _is_boilerplate(tag) -> bool:  # noqa: ANN001 (a bs4 Tag)
     return bool(names.strip()) and bool(_BOILERPLATE.search(names)) and tag.name not in ("body", "html", "main")
 
 
+# `<!` that opens neither a comment, a doctype nor CDATA: markup declarations Python's HTML parser gives up on.
+_BAD_DECLARATION = re.compile(r"<!(?!--|\[CDATA\[|doctype)", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _soup(html: str):  # noqa: ANN202 (a bs4 BeautifulSoup)
+    """Parse leniently: a page the strict parser rejects (`<![><p>...`) is parsed again with its odd
+    declarations escaped, then by any more forgiving parser installed; None when every one refuses."""
+    from bs4 import BeautifulSoup
+    from bs4.exceptions import ParserRejectedMarkup
+
+    attempts = [(html, "html.parser"), (_BAD_DECLARATION.sub("&lt;!", html), "html.parser"),
+                (html, "lxml"), (html, "html5lib")]
+    for markup, parser in attempts:
+        try:
+            return BeautifulSoup(markup, parser)
+        except ParserRejectedMarkup:
+            continue
+        except Exception as exc:  # bs4.FeatureNotFound: that parser is not installed
+            if type(exc).__name__ != "FeatureNotFound":
+                raise
+    return None
+
+
 def extract(html: str, url: str = "") -> Document:
     """The main text of an HTML page, its title and its links (absolute URLs)."""
-    from bs4 import BeautifulSoup
+    soup = _soup(html)
+    if soup is None:  # no parser accepted it: keep the text between the tags
+        from html import unescape
 
-    soup = BeautifulSoup(html, "html.parser")
+        lines = [" ".join(unescape(line).split()) for line in _TAG.sub("\n", html).splitlines()]
+        return Document(url, "", "\n".join(line for line in lines if line))
     title_tag = soup.find("title")
     title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
     canonical = soup.find("link", rel="canonical")

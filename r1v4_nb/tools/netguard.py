@@ -65,16 +65,89 @@ def parse_literal(host: str) -> IPAddress | None:
     return None
 
 
+@dataclass(frozen=True)
+class SpecialRange:
+    """One entry of the special-purpose table; `embeds` says where an IPv4 address sits inside an IPv6 one."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    label: str
+    embeds: str | None = None  # "low32" (last 32 bits), "6to4" (bits 16..47), None: the whole range is refused
+
+
+def _r(cidr: str, label: str, embeds: str | None = None) -> SpecialRange:
+    return SpecialRange(ipaddress.ip_network(cidr), label, embeds)
+
+
+# The IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and its updates), the multicast and
+# reserved blocks, and the IPv6 forms that carry an IPv4 address. Every range is refused, including those the
+# registry marks "globally reachable" (AS112, anycast relays): no page is served from them. A range that embeds
+# an IPv4 address is refused when the embedded address is; `is_global` is a final check, never the only one.
+SPECIAL_RANGES: tuple[SpecialRange, ...] = (
+    _r("0.0.0.0/8", "'this network' (unspecified)"),
+    _r("10.0.0.0/8", "private"),
+    _r("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+    _r("127.0.0.0/8", "loopback"),
+    _r("169.254.0.0/16", "link-local (cloud metadata)"),
+    _r("172.16.0.0/12", "private"),
+    _r("192.0.0.0/24", "IETF protocol assignments (includes 192.0.0.192, a cloud metadata address)"),
+    _r("192.0.2.0/24", "documentation (TEST-NET-1)"),
+    _r("192.31.196.0/24", "AS112 service"),
+    _r("192.52.193.0/24", "AMT relay anycast"),
+    _r("192.88.99.0/24", "6to4 relay anycast (deprecated)"),
+    _r("192.168.0.0/16", "private"),
+    _r("192.175.48.0/24", "AS112 direct delegation"),
+    _r("198.18.0.0/15", "benchmarking"),
+    _r("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    _r("203.0.113.0/24", "documentation (TEST-NET-3)"),
+    _r("224.0.0.0/4", "multicast"),
+    _r("240.0.0.0/4", "reserved"),
+    _r("255.255.255.255/32", "limited broadcast"),
+    _r("::/128", "unspecified"),
+    _r("::1/128", "loopback"),
+    _r("::ffff:0:0/96", "IPv4-mapped", "low32"),
+    _r("::ffff:0:0:0/96", "IPv4-translated", "low32"),
+    _r("::/96", "IPv4-compatible (deprecated)"),
+    _r("64:ff9b::/96", "NAT64 well-known prefix", "low32"),
+    _r("64:ff9b:1::/48", "NAT64 local-use prefix"),
+    _r("::/8", "reserved"),
+    _r("100::/64", "discard-only"),
+    _r("100:0:0:1::/64", "dummy prefix"),
+    _r("2001::/32", "Teredo"),
+    _r("2001::/23", "IETF protocol assignments"),
+    _r("2001:db8::/32", "documentation"),
+    _r("2002::/16", "6to4", "6to4"),
+    _r("2620:4f:8000::/48", "AS112 direct delegation"),
+    _r("3fff::/20", "documentation"),
+    _r("5f00::/16", "segment routing (SRv6) SIDs"),
+    _r("fc00::/7", "unique local (private)"),
+    _r("fe80::/10", "link-local"),
+    _r("fec0::/10", "site-local (deprecated)"),
+    _r("ff00::/8", "multicast"),
+)
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+
+
+def _embedded(ip: ipaddress.IPv6Address, where: str) -> ipaddress.IPv4Address:
+    value = int(ip)
+    bits = (value >> 80) & 0xFFFFFFFF if where == "6to4" else value & 0xFFFFFFFF
+    return ipaddress.IPv4Address(bits)
+
+
 def why_blocked(ip: IPAddress) -> str | None:
-    """The name of the non-public range `ip` lies in, or None for a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return why_blocked(ip.ipv4_mapped)
-    for label, test in (
-        ("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast), ("private", ip.is_private), ("reserved", ip.is_reserved),
-    ):
-        if test:
-            return label
+    """The name of the special-purpose range `ip` lies in (by the table above), or None for a public address."""
+    for entry in SPECIAL_RANGES:
+        if ip.version != entry.network.version or ip not in entry.network:
+            continue
+        if entry.embeds is None:
+            return entry.label
+        assert isinstance(ip, ipaddress.IPv6Address)
+        inner = _embedded(ip, entry.embeds)
+        reason = why_blocked(inner)
+        if reason:
+            return f"{entry.label} form of {inner}, a {reason}"
+        return None  # the embedded address is public: as public as connecting to it directly
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST:
+        return "unallocated (outside global unicast 2000::/3)"
     if not ip.is_global:
         return "non-public"
     return None
@@ -82,7 +155,10 @@ def why_blocked(ip: IPAddress) -> str | None:
 
 def check_scheme(url: str) -> str:
     """The URL's scheme, lower-cased, when it is http(s); BlockedURL otherwise (needs no network)."""
-    scheme = urlsplit(url.strip()).scheme.lower()
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError as exc:  # e.g. `http://[::1/`, or a bracketed host NFKC turns into something else
+        raise BlockedURL(f"malformed URL {url!r}: {exc}") from None
     if scheme not in ALLOWED_SCHEMES:
         if not scheme:
             raise BlockedURL(f"refused URL {url!r}: it has no scheme; only http and https can be visited "

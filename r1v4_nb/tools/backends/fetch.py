@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from ..base import ToolError
-from ..netguard import Resolver, Target, check_url, system_resolver
+from ..netguard import BlockedURL, Resolver, Target, check_url, system_resolver
 from .http import RETRY_STATUS, BackendUnavailable
 
 USER_AGENT = "r1v4-nb/0.1 (+web_visit; research agent)"
@@ -102,7 +102,10 @@ class HttpFetcher:
                     if r.is_redirect and r.headers.get("location"):
                         if len(hops) >= self.max_redirects:
                             raise ToolError(f"too many redirects (more than {self.max_redirects}) from {url}")
-                        current = urljoin(current, r.headers["location"])
+                        try:
+                            current = urljoin(current, r.headers["location"])
+                        except ValueError as exc:
+                            raise BlockedURL(f"malformed redirect from {current}: {exc}") from exc
                         hops.append(current)
                         continue
                     if r.status_code in RETRY_STATUS and attempt + 1 < self.retries:
@@ -119,8 +122,14 @@ class HttpFetcher:
                     media = ctype.split(";", 1)[0].strip().lower() or "application/octet-stream"
                     charset = r.charset_encoding
                     return Fetched(current, r.status_code, media, charset, body, truncated, hops)
+            except httpx.InvalidURL as exc:  # a Location header httpx cannot parse: a refusal, not a crash
+                raise BlockedURL(f"malformed URL {current!r}: {exc}") from exc
             except httpx.TimeoutException as exc:
                 raise BackendUnavailable(f"{current} timed out") from exc
+            except httpx.RemoteProtocolError as exc:
+                if "location header" in str(exc).lower():  # httpx parses redirects before we see them
+                    raise BlockedURL(f"malformed redirect from {current}: {exc}") from exc
+                raise BackendUnavailable(f"{current} could not be reached ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
                 raise BackendUnavailable(f"{current} could not be reached ({type(exc).__name__})") from exc
 

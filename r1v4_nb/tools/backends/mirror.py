@@ -9,13 +9,17 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 from ...errors import UsageError
 from ..base import ToolError
+from ..netguard import BlockedURL
 from .fetch import Fetched
 
 
 def normalise_url(url: str) -> str:
     """Scheme and host lower-cased, fragment and trailing slash dropped: one spelling per page."""
-    url = urldefrag(url.strip())[0]
-    parts = urlsplit(url)
+    try:
+        url = urldefrag(url.strip())[0]
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. a bracketed host that is no IPv6 address: `http://[::1/`
+        raise BlockedURL(f"malformed URL {url!r}: {exc}") from None
     path = parts.path.rstrip("/") or "/"
     query = f"?{parts.query}" if parts.query else ""
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}{query}"
