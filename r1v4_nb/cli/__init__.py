@@ -14,7 +14,7 @@ from importlib import import_module
 
 from ..errors import R1V4Error
 
-COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train", "corpus"]
+COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train", "corpus", "evaluate"]
 
 
 class _Parser(argparse.ArgumentParser):
