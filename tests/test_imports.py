@@ -36,9 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Imports that point up or close a loop today, each with what removes it; whoever pays one off deletes
 # its entry. Keep this short: an entry is a debt, not a permission.
 KNOWN_UPWARD = {
-    ("models", "tools"),    # models/loader.py takes cache_root from tools/cache.py (to move to paths.py)
     ("models", "train"),    # models/hf.py loads adapters from train/lora.py (issue 12: models/lora.py)
-    ("tools", "world"),     # the offline tools ask world for their default paths (to move to paths.py)
 }
 KNOWN_CYCLES = {
     frozenset({"r1v4_nb.ui.api", "r1v4_nb.ui.debugger"}),  # the session and the debugger (ui/session.py)

@@ -21,7 +21,7 @@ TINY = {"tiny": True, "tiny-moe": True, "tiny-dense": False}
 
 def cache_dir() -> Path:
     """The one cache folder of the project (shared with the world and the tool cache)."""
-    from ..tools.cache import cache_root
+    from ..paths import cache_root
 
     return cache_root()
 

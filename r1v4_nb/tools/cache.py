@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..paths import cache_root
 from .base import ToolError
 
 MODES = {"read-write": "read-write", "rw": "read-write", "read-only": "read-only", "ro": "read-only",
@@ -41,12 +42,6 @@ CREATE TABLE IF NOT EXISTS entries (
 
 class NotCached(ToolError):
     """A read-only cache has no entry for this call (the run would need the network)."""
-
-
-def cache_root() -> Path:
-    """Where r1v4-nb keeps generated and cached data: $R1V4_CACHE or ~/.cache/r1v4-nb."""
-    env = os.environ.get("R1V4_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "r1v4-nb"
 
 
 def normalise_text(s: str) -> str:

@@ -63,9 +63,9 @@ class ImageSearchTool(Tool):
             from .backends.image_index import ImageIndex
 
             if self._index_path is None:
-                from ..world import ensure_world
+                from ..paths import offline_data
 
-                self._index_path = ensure_world().image_index
+                self._index_path = offline_data().image_index
             self._index = ImageIndex(self._index_path)
         return self._index
 

@@ -54,9 +54,9 @@ class _CorpusBackend:
             from .backends.corpus import Corpus
 
             if self._path is None:
-                from ..world import ensure_world
+                from ..paths import offline_data
 
-                self._path = ensure_world().corpus
+                self._path = offline_data().corpus
             self._corpus = Corpus(self._path)
         return self._corpus
 

@@ -67,9 +67,9 @@ class WebVisitTool(Tool):
     def _mirror(self) -> Mirror:
         if not isinstance(self._fetcher, Mirror):
             if self._mirror_path is None:
-                from ..world import ensure_world
+                from ..paths import offline_data
 
-                self._mirror_path = ensure_world().mirror
+                self._mirror_path = offline_data().mirror
             self._fetcher = Mirror(self._mirror_path)
         return self._fetcher
 

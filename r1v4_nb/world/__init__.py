@@ -87,7 +87,7 @@ def ensure_world(root: str | Path | None = None, seed: int = DEFAULT_SEED,
 
     `quiet=False` reports a first-use generation (about 10 s) on stderr, step by step.
     """
-    from ..tools.cache import cache_root
+    from ..paths import cache_root
 
     base = Path(root) if root is not None else cache_root() / "world"
     folder = base / f"v{WORLD_VERSION}-seed{seed}-n{per_kind}"
