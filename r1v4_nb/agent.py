@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import prompts
 from .dialects import Dialect, get_dialect
 from .errors import R1V4Error, UsageError
 from .events import (
@@ -96,8 +97,8 @@ class Agent:
         system_prompt: str | None = None,
         runs_dir: str | Path = "runs",
     ):
-        if mode not in ("general", "deepresearch", "plan"):
-            raise UsageError(f"unknown mode {mode!r}; choose general, deepresearch or plan")
+        if mode not in prompts.MODES:
+            raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(prompts.MODES)}")
         if mode == "plan" and dialect == "r1v4":
             dialect = "plan"
         self.model = model

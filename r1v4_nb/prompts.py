@@ -1,4 +1,4 @@
-"""System prompt texts for the three modes, in one place.
+"""System prompt texts for the modes, in one place (general, deepresearch, plan; direct: no tools).
 
 A prompt is built from pieces: the role of the mode, the tools (one JSON spec
 a line), how images reach code, and the action format, which each dialect
@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import UsageError
 
-MODES = ("general", "deepresearch", "plan")
+MODES = ("general", "deepresearch", "plan", "direct")
 
 GENERAL_ROLE = """\
 You are a careful visual reasoning assistant. You answer questions about the images you are given by \
@@ -34,7 +34,12 @@ alone cannot give. Alternate between looking and searching: inspect the image (c
 when details matter), name what you can identify, search the web by text or by image for the rest, open \
 the pages that look promising, and confirm facts in more than one source before you commit to an answer."""
 
-ROLES = {"general": GENERAL_ROLE, "deepresearch": DEEPRESEARCH_ROLE}
+DIRECT_ROLE = """\
+You are a visual question answering assistant. You answer questions about the images you are given \
+directly, from what you see and what you know, in one reply and without tools."""
+
+# direct: no tools at all, one reply; the baseline R1V4's report sets against the tool modes.
+ROLES = {"general": GENERAL_ROLE, "deepresearch": DEEPRESEARCH_ROLE, "direct": DIRECT_ROLE}
 
 TOOLS_HEADER = """\
 ## Tools

@@ -21,6 +21,7 @@ MODE_TOOLS = {
     "general": ["code"],
     "deepresearch": ["code", "image_search", "text_search", "web_visit"],
     "plan": [],
+    "direct": [],
 }
 
 
@@ -40,7 +41,7 @@ def build_tool(name: str, **settings: Any) -> Tool:
 
 
 def default_tools(mode: str) -> list[Tool]:
-    """The tools a mode uses (general: code; deepresearch: code and the three search tools; plan: none)."""
+    """The tools a mode uses (general: code; deepresearch: code and the three search tools; plan, direct: none)."""
     if mode not in MODE_TOOLS:
         raise UsageError(f"unknown mode {mode!r}; choose from: {', '.join(MODE_TOOLS)}")
     return [build_tool(n) for n in MODE_TOOLS[mode]]
