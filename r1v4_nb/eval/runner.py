@@ -400,11 +400,21 @@ def _progress(progress: EvalProgress | str | None) -> EvalProgress:
         return EvalProgress()
     if progress != "auto":
         raise UsageError(f"progress={progress!r}: pass 'auto', None or an EvalProgress")
-    if "ipykernel" in sys.modules and "IPython" in sys.modules:
-        from ..ui.eval_panel import EvalPanel  # the widget lives in the UI layer
-
-        return EvalPanel()
+    if _NOTEBOOK_PROGRESS and "ipykernel" in sys.modules:
+        return _NOTEBOOK_PROGRESS[-1]()
     return TerminalProgress()
+
+
+# The notebook's progress view, registered by the UI layer (`%load_ext r1v4_nb`): eval sits below ui and
+# must not import it, so the widget is handed down instead.
+_NOTEBOOK_PROGRESS: list[Callable[[], EvalProgress]] = []
+
+
+def set_notebook_progress(factory: Callable[[], EvalProgress] | None) -> None:
+    """Use `factory()` as the progress view of runs inside a Jupyter kernel (None: back to the terminal bar)."""
+    _NOTEBOOK_PROGRESS.clear()
+    if factory is not None:
+        _NOTEBOOK_PROGRESS.append(factory)
 
 
 def _prepare_folder(out: Path, manifest: dict[str, Any], resume: bool) -> set[tuple[str, str]]:
@@ -480,4 +490,4 @@ def item_record(task: Task, mode: str, traj: Any, score: Score, trajectory: Path
 
 
 __all__ = ["EVAL_MODES", "EvalProgress", "EvalRun", "EvalSettings", "TerminalProgress", "item_record", "item_seed",
-           "read_results", "replay_models", "run", "safe_name", "tasks_digest"]
+           "read_results", "replay_models", "run", "safe_name", "set_notebook_progress", "tasks_digest"]

@@ -1,7 +1,7 @@
 """The live view of an eval run in a notebook: a progress bar, running accuracy per mode, the table at the end.
 
-`EvalPanel` is an `EvalProgress` (r1v4_nb.eval.runner); `r1v4_nb.eval.run` uses it on its own when it
-runs inside a Jupyter kernel, and shows it as soon as the run starts.
+`EvalPanel` is an `EvalProgress` (r1v4_nb.eval.runner). `%load_ext r1v4_nb` hands it to the runner, so
+`r1v4_nb.eval.run` in that kernel shows it as soon as a run starts; or pass `progress=EvalPanel()`.
 """
 
 from __future__ import annotations
