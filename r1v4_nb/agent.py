@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import prompts
 from .dialects import Dialect, get_dialect
 from .errors import R1V4Error, UsageError
 from .events import (
@@ -35,6 +34,7 @@ from .events import (
 )
 from .images import Image, Provenance
 from .models.base import GenerationSettings, Model
+from .modes import DEFAULT_DIALECT, get_mode
 from .records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
 from .tools.base import Tool, ToolContext, ToolError
 from .trajectory import End, Header, Trajectory, TrajectoryWriter, fork, input_image, read
@@ -90,17 +90,16 @@ class Agent:
         self,
         model: Model,
         tools: Sequence[Tool] | None = None,
-        dialect: str | Dialect = "r1v4",
+        dialect: str | Dialect | None = None,
         mode: str = "general",
         budgets: Budgets | None = None,
         settings: GenerationSettings | None = None,
         system_prompt: str | None = None,
         runs_dir: str | Path = "runs",
     ):
-        if mode not in prompts.MODES:
-            raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(prompts.MODES)}")
-        if mode == "plan" and dialect == "r1v4":
-            dialect = "plan"
+        spec = get_mode(mode)
+        if dialect is None or dialect == DEFAULT_DIALECT:  # the default stands for the mode's own dialect
+            dialect = spec.dialect
         self.model = model
         self.mode = mode
         self.dialect = get_dialect(dialect)
@@ -295,9 +294,8 @@ class Agent:
         return None
 
     def _answer_of(self, step: ModelStep) -> str | None:
-        kind = "plan" if self.mode == "plan" else "answer"
         for seg in step.segments:
-            if seg.kind == kind:
+            if seg.kind == self.dialect.answer_kind:
                 return seg.text.strip()
         return None
 

@@ -18,9 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import UsageError
-
-MODES = ("general", "deepresearch", "plan", "direct")
+from .modes import get_mode
 
 GENERAL_ROLE = """\
 You are a careful visual reasoning assistant. You answer questions about the images you are given by \
@@ -138,8 +136,8 @@ def tool_specs(tools: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    """A user's mistake (an unknown mode) as one line naming the modes."""
+    get_mode(mode)
 
 
 def tools_block(specs: Sequence[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import R1V4Error, UsageError
+from ..modes import mode_names
 from .printer import Printer
 
 
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", default="general", choices=["general", "deepresearch", "plan"])
+    p.add_argument("--mode", default="general", choices=mode_names())
     p.add_argument("--dialect", default="r1v4")
     p.add_argument("--max-steps", type=int, default=12)
     p.add_argument("--max-tool-calls", type=int, default=10)

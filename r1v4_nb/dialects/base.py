@@ -68,6 +68,7 @@ class Parser(ABC):
 class Dialect(ABC):
     name: str = ""
     stop: list[str] = []
+    answer_kind: str = "answer"  # the segment that ends a run with its result (plan mode's: "plan")
 
     @abstractmethod
     def parser(self) -> Parser: ...

@@ -131,6 +131,7 @@ class PlanDialect(Dialect):
 
     name = "plan"
     stop: list[str] = []
+    answer_kind = "plan"
 
     def parser(self) -> Parser:
         return PlanParser()

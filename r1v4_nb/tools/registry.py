@@ -1,4 +1,4 @@
-"""Tools by name, imported on first use, and the default tool set of each mode."""
+"""Tools by name, imported on first use, and the default tool set of each mode (from `modes.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import UsageError
+from ..modes import MODES, get_mode
 from .base import Tool
 
 # name -> "module:Class" under r1v4_nb.tools; each class builds with no arguments (offline defaults).
@@ -17,12 +18,7 @@ TOOLS = {
     "web_visit": "web:WebVisitTool",
 }
 
-MODE_TOOLS = {
-    "general": ["code"],
-    "deepresearch": ["code", "image_search", "text_search", "web_visit"],
-    "plan": [],
-    "direct": [],
-}
+MODE_TOOLS = {name: list(mode.tools) for name, mode in MODES.items()}  # kept while eval/runner.py reads it
 
 
 def build_tool(name: str, **settings: Any) -> Tool:
@@ -41,7 +37,5 @@ def build_tool(name: str, **settings: Any) -> Tool:
 
 
 def default_tools(mode: str) -> list[Tool]:
-    """The tools a mode uses (general: code; deepresearch: code and the three search tools; plan, direct: none)."""
-    if mode not in MODE_TOOLS:
-        raise UsageError(f"unknown mode {mode!r}; choose from: {', '.join(MODE_TOOLS)}")
-    return [build_tool(n) for n in MODE_TOOLS[mode]]
+    """The tools of a mode's row in `modes.MODES`, built with their offline defaults."""
+    return [build_tool(n) for n in get_mode(mode).tools]

@@ -17,9 +17,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..images import Image, Provenance
+from ..modes import MODES, get_mode
 from ..trajectory import Trajectory, read
-
-MODES = ("general", "deepresearch", "plan")
 
 
 @dataclass
@@ -35,9 +34,7 @@ class ToolConfig:
     source: str = "auto"
 
     def names(self, mode: str) -> list[str]:
-        from ..tools.registry import MODE_TOOLS
-
-        base = list(MODE_TOOLS.get(mode, []))
+        base = list(get_mode(mode).tools) if mode in MODES else []
         return [n for n in base + sorted(self.enabled - set(base)) if n not in self.disabled]
 
 
@@ -225,8 +222,8 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
     from ..agent import Agent, Budgets
     from .runner import LiveRun
 
-    if mode is not None and mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose general, deepresearch or plan")
+    if mode is not None:
+        get_mode(mode)
     budgets = Budgets()
     if max_steps is not None:
         if max_steps < 1:
