@@ -42,6 +42,7 @@ def test_tiny_specs_build_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("R1V4_CACHE", str(tmp_path))
     model = load_model("tiny-dense", progress=None)
     assert model.describe()["backend"] == "hf" and model.model.config.model_type == "qwen3_vl"
+    assert model.describe()["name"] == "tiny-dense (random weights, for tests)"  # it writes noise: it says so
     weights = tmp_path / "tiny-dense" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     again = load_model("tiny-dense", quantization="4bit", progress=None)

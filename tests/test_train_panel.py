@@ -71,8 +71,13 @@ def test_before_after_runs_both_models_and_shows_them_side_by_side(tmp_path: Pat
     assert all(p.base.path.is_file() and p.tuned.path.is_file() for p in pairs)
     assert tuned.seen[0][-1]["content"][0]["type"] == "image"  # the task's image reached the model
     assert f"tuned '{golds[0]}' ✓" in summary(pairs)
-    view = before_after_view(pairs)
-    assert len(view.children) == 4 and "gold" in view.children[0].value
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(before_after_view(pairs)._repr_html_(), "html.parser")  # static: kept by a saved notebook
+    assert len(soup.select(".r1v4-compare")) == 2 and "gold" in soup.select(".r1v4-pane-title")[0].parent.text
+    heads = [h.text for h in soup.select(".r1v4-cmp-col")]
+    assert heads[0].startswith("Base model") and heads[1].startswith("Tuned model")
+    assert soup.select_one(".r1v4-cmp-diverge").text.endswith("at step 0")  # different from the first turn
 
 
 def test_magic_trains_and_returns_the_result(tmp_path: Path, tiny_dense_path, capsys):

@@ -23,7 +23,7 @@ from r1v4_nb.trajectory import End, Header, TrajectoryWriter, input_image, read
 from r1v4_nb.ui import api
 from r1v4_nb.ui.cards import RunState, partial_json_string
 from r1v4_nb.ui.debugger import Debugger
-from r1v4_nb.ui.render import CSS, export_page, render_run
+from r1v4_nb.ui.render import CSS, DEAD_WIDGET_CSS, export_page, render_run
 from r1v4_nb.ui.widget import RunView, _coalesce
 
 XSS_SCRIPT = "<script>alert('x')</script>"
@@ -164,12 +164,12 @@ def test_user_errors_are_one_line(shell, session, capsys, line, cell, message):
 def test_tools_and_status_magics(shell, session, capsys):
     shell.run_line_magic("r1v4", "tools disable code")
     shell.run_line_magic("r1v4", "tools enable web_visit")
-    shell.run_line_magic("r1v4", "tools set web_visit budget=3000")
+    shell.run_line_magic("r1v4", "tools set web_visit budget=3000 --json")
     out = capsys.readouterr().out
     shown = json.loads(out[out.rindex('{\n  "available"'):])
     assert shown["by_mode"]["general"] == ["web_visit"]
     assert shown["settings"] == {"web_visit": {"budget": 3000}}
-    shell.run_line_magic("r1v4", "status")
+    shell.run_line_magic("r1v4", "status --json")
     status = json.loads(capsys.readouterr().out)
     assert status["tools"]["general"] == ["web_visit"] and status["memory"]["process_rss_mb"] > 0
     assert "path" in status["cache"]
@@ -177,29 +177,125 @@ def test_tools_and_status_magics(shell, session, capsys):
     assert api.SESSION.tools.names("general") == ["code"]
 
 
+def test_status_and_tools_are_tables_not_json(shell, session, capsys):
+    from IPython.display import display as real_display
+
+    shown: list[dict[str, str]] = []
+    import IPython.display
+
+    IPython.display.display = lambda obj, raw=False, **kw: shown.append(obj)
+    try:
+        shell.run_line_magic("r1v4", "status")
+        shell.run_line_magic("r1v4", "tools")
+    finally:
+        IPython.display.display = real_display
+    assert capsys.readouterr().out == ""  # no raw JSON printed
+    status, tools = shown
+    table = BeautifulSoup(status["text/html"], "html.parser")
+    rows = {th.text: th.find_next("td").text for th in table.select("th")}
+    assert rows["tools (general)"] == "code" and "entries" in rows["tool cache"]
+    assert "{" not in status["text/plain"] and "tools (deepresearch)" in status["text/plain"]
+    rows = {th.text: th.find_next("td").text for th in BeautifulSoup(tools["text/html"], "html.parser").select("th")}
+    assert rows["code"] == "on in general, deepresearch" and rows["source"].startswith("auto")
+
+
+def test_help_lists_every_subcommand_with_a_description(shell, capsys):
+    shell.run_line_magic("r1v4", "help")
+    out = capsys.readouterr().out
+    from r1v4_nb.ui.magics import SUBCOMMANDS
+
+    for name in SUBCOMMANDS:
+        line = next(x for x in out.splitlines() if x.strip().startswith(name + " "))
+        assert len(line.split(None, 1)[1]) > 10, line
+    for name in SUBCOMMANDS:
+        if name == "help":
+            continue
+        shell.run_line_magic("r1v4", f"{name} --help")  # `%r1v4 train --help` too, though train is a cell magic
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f"usage: %r1v4 {name}"), (name, captured)
+        assert captured.err == ""
+    shell.run_line_magic("r1v4", "train --help")
+    assert "data = runs/*.jsonl" in capsys.readouterr().out
+
+
+def test_failed_train_checks_the_data_before_the_model_and_leaves_no_stop(shell, session, tmp_path, capsys):
+    shell.run_cell_magic("r1v4", "train", f"model = {tmp_path / 'no-such-model'}\ndata = {tmp_path}/none-*.jsonl\n")
+    err = capsys.readouterr().err
+    assert "no trajectories at" in err and "none-*.jsonl" in err and len(err.strip().splitlines()) == 1
+    assert "_r1v4_train_job" not in shell.user_ns  # nothing started, no panel with a Stop button
+
+
 def test_ask_magic_runs_a_replay_model(shell, session, recorded, capsys):
+    from PIL import Image as PILImage
+
     session.model = ReplayModel.from_file(recorded)
-    shell.user_ns["photo"] = __import__("PIL.Image", fromlist=["Image"]).new("RGB", (64, 48), (9, 9, 9))
+    shell.user_ns["photo"] = PILImage.open(read(recorded).header.images[0].path)  # the recorded picture, in a variable
     shell.run_cell_magic("r1v4", "ask --image photo --wait --max-steps 8", "When was the cafe founded?")
     assert capsys.readouterr().err == ""
     run = session.last
     assert run.reason == "answered" and "1897" in run.answer
     traj = run.trajectory
     assert traj.header.mode == "deepresearch"  # taken from the replayed run
-    assert len(traj.steps) == 9 and traj.header.images[0].width == 64
+    assert len(traj.steps) == 9 and traj.header.images[0].provenance.name == "photo.png"  # the variable's name
     assert [c["type"] for c in run.view.state.cards] == ["question"] + ["model", "tool"] * 4 + ["model", "end"]
+    html = BeautifulSoup(run.view.snapshot_html(), "html.parser")
+    assert "Recording" in html.select_one(".r1v4-recording").text  # replayed, and the view says so
+    assert html.select_one(".r1v4-final.r1v4-recorded") is not None
     shell.run_line_magic("r1v4", "open last")
+    shell.run_line_magic("r1v4", "replay last")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_recording_never_answers_another_question(shell, session, recorded, capsys, tmp_path):
+    session.model = ReplayModel.from_file(recorded)
+    shell.user_ns["label"] = __import__("PIL.Image", fromlist=["Image"]).new("RGB", (64, 48), (9, 9, 9))
+    image = read(recorded).header.images[0].path
+    for line, cell in (("ask --image label --wait", "When was the cafe founded?"),
+                       (f"ask --image {image} --wait", "What is written on the label?"),
+                       (f"ask --image {image} --wait --mode general", "When was the cafe founded?")):
+        shell.run_cell_magic("r1v4", line, cell)
+        err = capsys.readouterr().err
+        assert "is a recording" in err and "%r1v4 load MODEL" in err and len(err.strip().splitlines()) == 1
+    assert session.runs == []
+    shell.run_cell_magic("r1v4", "ask --image label --wait --recording", "What is written on the label?")
+    assert capsys.readouterr().err == ""
+    run = session.last
+    traj = run.trajectory
+    assert traj.header.question == "When was the cafe founded?"  # the recording's question, not the user's
+    assert traj.header.meta["recording"] == {"asked": "What is written on the label?", "asked_images": ["label.png"]}
+    html = BeautifulSoup(run.view.snapshot_html(), "html.parser")
+    banner = html.select_one(".r1v4-recording").text
+    assert "What is written on the label?" in banner and "not an answer to yours" in banner
+    assert html.select_one(".r1v4-final").get("class") == ["r1v4-final", "r1v4-recorded"]
+    assert "Final answer" not in html.text and "Recorded answer" in html.text
+
+
+def test_the_default_demo_replays_the_recording_of_the_mode_asked(session, capsys):
+    from r1v4_nb.models.replay import DEMO_TRAJECTORIES
+
+    deep = read(DEMO_TRAJECTORIES["deepresearch"]).header
+    api.load()
+    run = api.ask(deep.question, [deep.images[0].path], mode="deepresearch", wait=True, display=False)
+    assert run.reason == "answered" and run.answer == deep_answer(DEMO_TRAJECTORIES["deepresearch"])
+    assert session.model.source == str(DEMO_TRAJECTORIES["deepresearch"])
+    with pytest.raises(UsageError, match="is a recording"):
+        api.ask(deep.question, [deep.images[0].path], mode="general", wait=True, display=False)
+    with pytest.raises(UsageError, match="none in plan mode"):
+        api.ask(deep.question, [deep.images[0].path], mode="plan", wait=True, display=False)
+
+
+def deep_answer(path: Path) -> str | None:
+    return read(path).answer
 
 
 def test_load_magic_uses_the_loader(shell, session, recorded, capsys):
     shell.run_line_magic("r1v4", f"load replay:{recorded}")
     assert "loaded:" in capsys.readouterr().out
     assert session.model.describe()["backend"] == "replay"
-    run = api.ask("When was the cafe founded?", [recorded.parent / "hostile.images" /
-                                                 read(recorded).header.images[0].path.name], wait=True,
-                  display=False)
+    question, image = "When was the cafe founded?", read(recorded).header.images[0].path
+    run = api.ask(question, [image], wait=True, display=False)
     assert run.reason == "answered"
-    second = api.ask("Again?", [read(recorded).header.images[0].path], wait=True, display=False)
+    second = api.ask(question, [image], wait=True, display=False)
     assert second.reason == "answered"  # the replay model starts from its first turn again
 
 
@@ -339,7 +435,7 @@ def assert_inert(html: str) -> None:
             if attr == "src":
                 assert value.startswith("data:image/"), value[:40]
         if tag.name == "style":
-            assert tag.string.strip() == CSS.strip()
+            assert tag.string.strip() in (CSS.strip(), DEAD_WIDGET_CSS)  # only our own styles
     assert "javascript:" not in " ".join(str(v) for t in soup.find_all(True) for v in t.attrs.values())
 
 
@@ -481,3 +577,84 @@ def test_streamed_code_call_shows_the_decoded_code_chunk_by_chunk():
     other = json.dumps({"name": "text_search", "arguments": {"queries": ["q"]}})
     call = _StreamedCall()
     assert "".join(call.feed(other[i:i + 5]) for i in range(0, len(other), 5)) == other
+
+
+def test_compare_collapses_identical_steps_and_marks_the_divergence(recorded, session):
+    from r1v4_nb.ui.debugger import compare
+
+    traj = read(recorded)
+    run = Debugger(traj).fork(7, "The page says the cafe opened in 1901.", wait=True)
+    cmp = compare(traj, run.path, ("Original", "Branch"))
+    soup = BeautifulSoup(cmp._repr_html_(), "html.parser")
+    same = soup.select(".r1v4-cmp-same")
+    assert "Steps 0 to 6 are the same in both runs (7 steps" in same[0].select_one("summary").text
+    assert len(same[0].select(".r1v4-card")) == 7  # each shown once, folded
+    assert soup.select_one(".r1v4-cmp-diverge").text == "The runs diverge here, at step 7"
+    diffs = soup.select(".r1v4-cmp-diff")
+    assert len(diffs) == 2 and "opened in 1901" in diffs[1].text and "opened in 1901" not in diffs[0].text
+    assert "Step 8 is the same in both runs" in same[1].text  # the replayed answer: the edit changed nothing
+    heads = [h.text for h in soup.select(".r1v4-cmp-col")]
+    assert heads[0].startswith("Original") and str(recorded) in heads[0] and str(run.path) in heads[1]
+    same_run = BeautifulSoup(compare(traj, traj)._repr_html_(), "html.parser")
+    assert same_run.select_one(".r1v4-cmp-diverge") is None and "Every step is the same" in same_run.text
+
+
+def test_context_shows_code_calls_as_code(recorded, session):
+    dbg = Debugger(read(recorded))
+    dbg.select(1)
+    ctx = BeautifulSoup(dbg.context.value, "html.parser")
+    code = ctx.select_one(".r1v4-code")
+    assert code is not None and "im = image_1.crop((100, 50, 180, 110))\nim.save('crop.png')" in code.text
+    assert "\\n" not in code.text
+    assert str(recorded) in dbg.header.value  # the file the debugger shows
+
+
+def test_fork_of_a_replay_says_it_continues_with_the_recording(recorded, session):
+    dbg = Debugger(read(recorded))
+    assert "r1v4-dbg-replaywarn" in dbg.fork_title.value and "does not change" in dbg.fork_title.value
+    assert [v for _, v in dbg.continue_with.options] == ["replay"]
+    session.model = ScriptedModel(["<answer>live</answer>"], name="a live model")
+    from r1v4_nb.ui.debugger import OPEN
+
+    for d in OPEN:
+        d.refresh_models()
+    assert dbg.continue_with.value == "model" and "r1v4-dbg-replaywarn" not in dbg.fork_title.value
+    run = dbg.fork(7, "edited", wait=True, replay=dbg.continue_with.value == "replay")
+    assert run.answer == "live"
+
+
+def test_a_wait_run_has_no_stop_button_and_the_clock_runs_in_the_view(session, recorded):
+    view = RunView(stoppable=False)
+    view.state.status = "running"
+    head = view.state.header_html(live=True)
+    assert "r1v4-stop" not in head and "interrupt the kernel" in head
+    live = RunView()
+    live.state.status = "running"
+    soup = BeautifulSoup(live.state.header_html(live=True), "html.parser")
+    assert soup.select_one(".r1v4-stop") is not None and float(soup.select_one(".r1v4-clock")["data-s"]) >= 0
+
+
+def test_a_cancelled_turn_does_not_claim_an_empty_context():
+    from r1v4_nb.ui.render import render_footer
+
+    foot = render_footer({"done": True, "tokens_out": 12, "tokens_in": 0, "elapsed": 0.4, "finish": "cancelled"})
+    assert "in context" not in foot and "finish: cancelled" in foot
+    assert "40 in context" in render_footer({"done": True, "tokens_out": 1, "tokens_in": 40})
+
+
+def test_a_box_past_the_edge_is_drawn_clipped_to_its_source(tmp_path):
+    from r1v4_nb.ui.render import _figure
+
+    src = Image.from_file(_png(tmp_path / "s.png", (1, 1, 1), (100, 50)), Provenance("input", name="s.png"))
+    crop = {"sha": src.sha256, "w": 10, "h": 10, "source": src.sha256, "box": [80, 40, 130, 90]}
+    style = BeautifulSoup(_figure(crop, {src.sha256: src}), "html.parser").select_one(".r1v4-box")["style"]
+    parts = dict(p.split(":") for p in style.split(";"))
+    assert parts == {"left": "80.00%", "top": "80.00%", "width": "20.00%", "height": "20.00%"}
+
+
+def test_an_image_in_a_python_variable_is_captioned_with_its_name(session, shell):
+    from PIL import Image as PILImage
+
+    shell.user_ns["street"] = PILImage.new("RGB", (20, 10), (3, 4, 5))
+    resolved = api.resolve_image(shell.user_ns["street"], None, api._image_names([shell.user_ns["street"]], None)[0])
+    assert resolved.provenance.name == "street.png"

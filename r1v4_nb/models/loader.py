@@ -75,5 +75,7 @@ def load_model(
     from .hf import load
 
     if spec in TINY:
-        return load(tiny_model_path(TINY[spec]), quantization=quantization, adapter=adapter, **kw)
+        model = load(tiny_model_path(TINY[spec]), quantization=quantization, adapter=adapter, **kw)
+        model.name = f"{spec} (random weights, for tests)"  # it writes noise: every view that names it says so
+        return model
     return load(spec, quantization=quantization, adapter=adapter, **kw)

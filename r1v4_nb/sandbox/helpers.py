@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 PROVENANCE = "r1v4_provenance"
 
 __all__ = [
-    "crop", "zoom", "rotate", "flip", "contrast", "sharpness", "brightness", "autocontrast",
+    "clamp_box", "crop", "zoom", "rotate", "flip", "contrast", "sharpness", "brightness", "autocontrast",
     "grayscale", "threshold", "denoise", "sharpen", "draw_boxes", "stats", "to_image", "show",
 ]
 
@@ -46,8 +46,37 @@ def to_image(x: Any, bgr: bool = False) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def clamp_box(width: int, height: int, box: Sequence[float], who: str = "crop") -> tuple[int, int, int, int]:
+    """A pixel box (x0, y0, x1, y1) clamped to a `width` x `height` image, corners in order.
+
+    A box that reaches past an edge is cut to the picture and a note in the observation says so (the model
+    learns where the edge is); a box with nothing of the picture in it is an error, never a blank image.
+    """
+    if len(box) != 4:
+        raise ValueError(f"{who}: box must be (x0, y0, x1, y1), got {tuple(box)!r}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, x1 = sorted((x0, x1))
+    y0, y1 = sorted((y0, y1))
+    cx0, cx1 = (max(0, min(width, round(v))) for v in (x0, x1))
+    cy0, cy1 = (max(0, min(height, round(v))) for v in (y0, y1))
+    if cx1 - cx0 < 1 or cy1 - cy0 < 1:
+        raise ValueError(f"{who}: the box {_fmt(box)} has no pixels inside the {width}x{height} image "
+                         f"(x runs 0..{width}, y 0..{height}); pick a box inside it")
+    if (cx0, cy0, cx1, cy1) != (round(x0), round(y0), round(x1), round(y1)):
+        outputs.notes.append(f"{who}: the box {_fmt(box)} reaches past the edge of the {width}x{height} image; "
+                             f"clamped to {_fmt((cx0, cy0, cx1, cy1))}")
+    return cx0, cy0, cx1, cy1
+
+
+def _fmt(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
+
 def crop(im: Image.Image, box: Sequence[float], normalized: bool | None = None) -> Image.Image:
-    """Crop to (x0, y0, x1, y1): pixels, or fractions of the size when all four are in [0, 1] (or `normalized`)."""
+    """Crop to (x0, y0, x1, y1): pixels, or fractions of the size when all four are in [0, 1] (or `normalized`).
+
+    The box is clamped to the image (a note says so); a box outside it raises ValueError.
+    """
     if len(box) != 4:
         raise ValueError("box must be (x0, y0, x1, y1)")
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -56,11 +85,7 @@ def crop(im: Image.Image, box: Sequence[float], normalized: bool | None = None) 
     if normalized:
         x0, x1 = x0 * im.width, x1 * im.width
         y0, y1 = y0 * im.height, y1 * im.height
-    x0, x1 = sorted((max(0, min(im.width, round(x0))), max(0, min(im.width, round(x1)))))
-    y0, y1 = sorted((max(0, min(im.height, round(y0))), max(0, min(im.height, round(y1)))))
-    if x1 - x0 < 1 or y1 - y0 < 1:
-        raise ValueError(f"empty crop box {tuple(box)} for an image of {im.width}x{im.height}")
-    return im.crop((x0, y0, x1, y1))
+    return im.crop(clamp_box(im.width, im.height, (x0, y0, x1, y1)))
 
 
 def zoom(im: Image.Image, factor: float = 2.0, max_side: int | None = 4096) -> Image.Image:

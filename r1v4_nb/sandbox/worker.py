@@ -166,17 +166,20 @@ class _Session:
 
     def _patch_pil(self, Image: Any, key: str) -> None:
         """Make PIL's own crop carry provenance, record what is saved, and save PNG quickly by default."""
+        from . import helpers
+
         saved = self.saved
         original_crop, original_save = Image.Image.crop, Image.Image.save
 
         def crop(im: Any, box: Any = None) -> Any:
+            if box is not None:  # past the edge PIL pads with black: clamp instead, and say so (helpers.clamp_box)
+                box = helpers.clamp_box(im.width, im.height, box, "Image.crop")
             out = original_crop(im, box)
             prov = im.info.get(key)
             if prov and box is not None:
                 b = prov["box"]
                 sx, sy = (b[2] - b[0]) / max(im.width, 1), (b[3] - b[1]) / max(im.height, 1)
-                x0, y0, x1, y1 = (max(0.0, min(float(lim), float(v))) for v, lim in
-                                  zip(box, (im.width, im.height, im.width, im.height), strict=True))
+                x0, y0, x1, y1 = (float(v) for v in box)
                 out.info[key] = {"source": prov["source"],
                                  "box": [b[0] + x0 * sx, b[1] + y0 * sy, b[0] + x1 * sx, b[1] + y1 * sy]}
             return out

@@ -65,16 +65,42 @@ def load(spec: str | None = None, *, quantization: str | None = None, endpoint: 
 
     args = {"spec": spec, "endpoint": endpoint, "api_key_env": api_key_env, "quantization": quantization,
             "adapter": adapter}
+    extra: dict[str, Any] = {}
+    if spec is not None and not spec.startswith("replay:") and not endpoint and not spec.startswith(("http://", "https://")):
+        extra["progress"] = _progress  # the HF loader's steps, as plain output rather than red stderr
     model = load_model(spec, endpoint=endpoint, api_key_env=api_key_env, quantization=quantization,
-                       adapter=adapter)
+                       adapter=adapter, **extra)
     SESSION.model, SESSION.load_args = model, args
+    from .debugger import OPEN
+
+    for dbg in list(OPEN):  # a debugger on the page now offers the model as a fork's continuation
+        dbg.refresh_models()
     return model
 
 
-def _model() -> Any:
-    """The session's model, loaded on first use; a replay model is reloaded so each run starts at turn 1."""
+def _progress(message: str) -> None:
+    """A loading step, printed to stdout: it is news, not an error, so it must not look like one."""
+    print(f"r1v4 load: {message}", flush=True)
+
+
+def _model(mode: str | None = None) -> Any:
+    """The session's model, loaded on first use; a replay model is reloaded so each run starts at turn 1.
+
+    A bundled demonstration is a recording of one mode's run: asking in another mode switches to the
+    recording made in that mode (`--mode deepresearch` replays the deep-research demonstration).
+    """
     if SESSION.model is None:
         load()
+    demo = _demo_mode(SESSION.model)
+    if demo is not None:
+        from ..models.replay import DEMO_TRAJECTORIES, demo_model
+
+        target = mode or demo
+        if target not in DEMO_TRAJECTORIES:
+            raise UsageError(f"the bundled demonstrations are recordings in {' and '.join(DEMO_TRAJECTORIES)} mode, "
+                             f"none in {target} mode; load a model to ask in {target} mode (%r1v4 load MODEL)")
+        if target != demo or getattr(SESSION.model, "calls", 0):
+            SESSION.model = demo_model(target)
     elif _is_replay(SESSION.model) and getattr(SESSION.model, "calls", 0) and SESSION.load_args is not None:
         a = SESSION.load_args
         load(a["spec"], quantization=a["quantization"], endpoint=a["endpoint"], api_key_env=a["api_key_env"],
@@ -84,6 +110,19 @@ def _model() -> Any:
 
 def _is_replay(model: Any) -> bool:
     return model.describe().get("backend") == "replay"
+
+
+def _demo_mode(model: Any) -> str | None:
+    """The mode of a bundled demonstration model (a recording shipped with the package), else None."""
+    from ..models.replay import DEMO_TRAJECTORIES
+
+    if model is None or not _is_replay(model):
+        return None
+    source = getattr(model, "source", None)
+    for mode, path in DEMO_TRAJECTORIES.items():
+        if source and Path(source).resolve() == path.resolve():
+            return mode
+    return None
 
 
 def status() -> dict[str, Any]:
@@ -171,8 +210,11 @@ def _build_tools(mode: str, model: Any) -> list[Any]:
 
 # -- ask ------------------------------------------------------------------------------------------------
 
-def resolve_image(value: Any, namespace: dict[str, Any] | None = None) -> Image | str | Path:
-    """An input image from a path, an http(s) URL (downloaded), a variable name, a PIL image or an array."""
+def resolve_image(value: Any, namespace: dict[str, Any] | None = None, name: str | None = None) -> Image | str | Path:
+    """An input image from a path, an http(s) URL (downloaded), a variable name, a PIL image or an array.
+
+    An image held in a variable is captioned with the variable's name (`name`, e.g. "street.png").
+    """
     if isinstance(value, (Image, Path)):
         return value
     if isinstance(value, str):
@@ -181,11 +223,11 @@ def resolve_image(value: Any, namespace: dict[str, Any] | None = None) -> Image 
         if Path(value).expanduser().is_file():
             return Path(value).expanduser()
         if namespace is not None and value.isidentifier() and value in namespace:
-            return resolve_image(namespace[value], None)
+            return resolve_image(namespace[value], None, name or f"{value}.png")
         raise UsageError(f"image {value!r} is not a file, an http(s) URL or a variable; check the name")
     inputs = SESSION.runs_dir / "inputs"
     if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
-        return Image.from_pil(value, inputs, Provenance("input", name="image.png"))
+        return Image.from_pil(value, inputs, Provenance("input", name=name or "image.png"))
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array
         from PIL import Image as PILImage
 
@@ -193,8 +235,34 @@ def resolve_image(value: Any, namespace: dict[str, Any] | None = None) -> Image 
             pil = PILImage.fromarray(value)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"cannot make an image of an array of shape {value.shape}: {exc}") from None
-        return Image.from_pil(pil, inputs, Provenance("input", name="array.png"))
+        return Image.from_pil(pil, inputs, Provenance("input", name=name or "array.png"))
     raise UsageError(f"cannot use a {type(value).__name__} as an image; give a path, URL, PIL image or array")
+
+
+def _image_names(images: Sequence[Any], namespace: dict[str, Any] | None) -> list[str | None]:
+    """The caption of each image passed as a Python object: the name of the variable that holds it."""
+    names: list[str | None] = []
+    for im in images:
+        found = None
+        if not isinstance(im, (str, Path, Image)):
+            scopes = [namespace] if namespace is not None else []
+            scopes.append(_caller_namespace())
+            for scope in scopes:
+                found = next((k for k, v in (scope or {}).items() if v is im and not k.startswith("_")), None)
+                if found:
+                    break
+        names.append(f"{found}.png" if found else None)
+    return names
+
+
+def _caller_namespace() -> dict[str, Any]:
+    """The user's namespace in IPython (where `ui.ask(q, [street])` found `street`), else {}."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return {}
+    shell = get_ipython()
+    return dict(shell.user_ns) if shell is not None else {}
 
 
 def _download(url: str) -> Image:
@@ -213,11 +281,16 @@ def _download(url: str) -> Image:
 
 def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, max_steps: int | None = None,
         wait: bool = False, display: bool = True, model: Any = None, tools: Sequence[Any] | None = None,
-        out: str | Path | None = None, namespace: dict[str, Any] | None = None) -> Any:
+        out: str | Path | None = None, namespace: dict[str, Any] | None = None, recording: bool = False) -> Any:
     """Run the agent on a question, shown live; returns a LiveRun (`.wait()`, `.stop()`, `.trajectory`).
 
     The run goes on in a background thread, so the call returns at once and the Stop button works;
-    `wait=True` blocks until it ends (interrupt the kernel to stop it).
+    `wait=True` blocks until it ends (interrupt the kernel to stop it), and its view has no Stop button.
+
+    A replay model (the bundled demonstration, `replay:FILE`) answers only the question and images it
+    recorded: anything else is refused, since a recorded answer is not an answer to another question.
+    `recording=True` replays the recording anyway, under a banner saying so and with the question it
+    recorded, never as the answer to yours.
     """
     from ..agent import Agent, Budgets
     from .runner import LiveRun
@@ -229,12 +302,27 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
         if max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
         budgets.max_steps = max_steps
-    resolved = [resolve_image(im, namespace) for im in images]
-    model = model if model is not None else _model()
+    names = _image_names(images, namespace)
+    resolved = [resolve_image(im, namespace, name) for im, name in zip(images, names, strict=True)]
+    model = model if model is not None else _model(mode)
+    meta: dict[str, Any] = {}
+    recorded = _recording_of(model)
+    if recorded is not None:
+        differs = _differs(recorded, question, resolved, mode)
+        if differs and not recording:
+            raise UsageError(f"the loaded model is a recording ({model.describe().get('name')}) of the question "
+                             f"{_short(recorded.question)!r}; it cannot answer {differs}. Load a model that "
+                             "generates (%r1v4 load MODEL, or --endpoint URL), or add --recording to replay the "
+                             "recording under a banner")
+        if differs:
+            meta["recording"] = {"asked": question.strip(), "asked_images": [_image_label(im) for im in resolved]}
+            question, resolved = recorded.question, list(recorded.images)
     mode = mode or _recorded_mode(model) or "general"
     agent = Agent(model, tools=list(tools) if tools is not None else _build_tools(mode, model), mode=mode,
                   budgets=budgets, runs_dir=SESSION.runs_dir)
-    run = LiveRun(agent, agent.run(question, resolved, out=out))
+    from .widget import RunView
+
+    run = LiveRun(agent, agent.run(question, resolved, out=out, meta=meta), RunView(stoppable=not wait))
     SESSION.runs.append(run)
     if display:
         _show_live(run)
@@ -242,6 +330,53 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
     if wait:
         run.wait()
     return run
+
+
+def _recording_of(model: Any) -> Any:
+    """The header of the run a replay model recorded (None for a model that generates)."""
+    source = getattr(model, "source", None) if _is_replay(model) else None
+    if source and Path(source).is_file():
+        return read(source, check_images=False).header
+    return None
+
+
+def _short(text: str, limit: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _differs(recorded: Any, question: str, images: Sequence[Any], mode: str | None) -> str:
+    """How a request differs from what a recording recorded ("" when it is the same request)."""
+    if " ".join(question.split()) != " ".join(recorded.question.split()):
+        return f"another question ({_short(question)!r})"
+    if mode is not None and mode != recorded.mode:
+        return f"in {mode} mode (it recorded a {recorded.mode} run)"
+    mine = [_pixels(im) for im in images]
+    theirs = [_pixels(im) for im in recorded.images]
+    if mine != theirs:
+        return "other images" if len(mine) == len(theirs) else f"{len(mine)} image(s) (it recorded {len(theirs)})"
+    return ""
+
+
+def _pixels(im: Any) -> str:
+    """A digest of an image's pixels: the same picture saved twice (PNG re-encoded) is the same image."""
+    import hashlib
+
+    from PIL import Image as PILImage
+
+    path = im.path if isinstance(im, Image) else Path(im)
+    try:
+        with PILImage.open(path) as pil:
+            rgb = pil.convert("RGB")
+            return hashlib.sha256(repr(rgb.size).encode() + rgb.tobytes()).hexdigest()
+    except (OSError, ValueError):
+        return f"unreadable:{path}"
+
+
+def _image_label(im: Any) -> str:
+    if isinstance(im, Image):
+        return im.provenance.name or im.path.name
+    return Path(im).name
 
 
 def _recorded_mode(model: Any) -> str | None:
@@ -264,10 +399,12 @@ def _show_live(run: Any) -> None:
 # -- replay / open / export -----------------------------------------------------------------------------
 
 def open(path: str | Path, display: bool = True) -> Any:  # noqa: A001 - the magic's name
-    """The view of a recorded run (cards, images, answer), with its static HTML for kernel-less viewers."""
+    """The view of a recorded run (cards, images, answer), with its static HTML for kernel-less viewers.
+
+    `path` "last": this session's last run."""
     from .widget import RunView
 
-    traj = read(path)
+    traj = read(_last_or(path))
     view = RunView.from_trajectory(traj)
     if display:
         from IPython.display import HTML
@@ -278,15 +415,26 @@ def open(path: str | Path, display: bool = True) -> Any:  # noqa: A001 - the mag
     return view
 
 
+def _last_or(path: str | Path) -> str | Path:
+    """`last` is this session's last run (waited for if it is still going), anything else a path."""
+    if str(path) == "last":
+        return SESSION.last.wait().path
+    return path
+
+
 def replay(path: str | Path, display: bool = True) -> Any:
-    """The step-through debugger of a recorded run: navigate, inspect contexts, fork and compare."""
+    """The step-through debugger of a recorded run ("last": this session's last run): navigate, inspect
+    contexts, fork and compare; under it a static copy that a saved notebook shows without a kernel."""
     from .debugger import Debugger
 
-    dbg = Debugger(read(path))
+    dbg = Debugger(read(_last_or(path)))
     if display:
+        from IPython.display import HTML
         from IPython.display import display as show
 
         show(dbg)
+        dbg.display_id = f"r1v4-snapshot-{dbg.key}"
+        show(HTML(dbg.snapshot_html()), display_id=dbg.display_id)
     return dbg
 
 

@@ -159,6 +159,8 @@ class RunState:
         self.streamed = 0  # deltas of the turn in progress, counted as tokens until the turn reports usage
         self.answer: str | None = None
         self.fork_step: int | None = None  # a branch's edited step (header.parent.step), marked in its view
+        self.recording: dict[str, Any] | None = None  # set when the run's model replays a recording
+        self.stoppable = True  # False for a run the Stop button cannot reach (a --wait run keeps the kernel busy)
         self._by_step: dict[int, int] = {}  # step index -> card position
         self._calls: dict[tuple[int, int], _StreamedCall] = {}
 
@@ -202,8 +204,12 @@ class RunState:
             self.images[im.sha256] = im
         parent = header.get("parent") or None
         self.fork_step = parent.get("step") if parent else None
+        model = parsed.model or {}
+        if model.get("backend") == "replay":
+            self.recording = {"source": Path(str(model.get("source"))).name if model.get("source") else None,
+                              **(parsed.meta.get("recording") or {})}
         self._add({"type": "question", "text": parsed.question, "mode": parsed.mode,
-                   "model": (parsed.model or {}).get("name", ""),
+                   "model": model.get("name", ""), "path": self.path, "recording": self.recording,
                    "images": [image_json(im) for im in parsed.images],
                    "parent": {"id": parent.get("id"), "step": parent.get("step")} if parent else None})
 
@@ -215,7 +221,8 @@ class RunState:
 
     def _on_turn(self, ev: TurnStarted) -> None:
         self.streamed = 0
-        self._add({"type": "model", "index": ev.index, "segs": [], "done": False})
+        self._add({"type": "model", "index": ev.index, "segs": [], "done": False,
+                   "recorded": self.recording is not None})
 
     def _model_card(self, index: int) -> tuple[int, dict[str, Any]]:
         if index not in self._by_step:
@@ -311,7 +318,7 @@ class RunState:
             self.tokens_in = int(ev.usage.get("prompt_tokens", self.tokens_in))
         self.streamed = 0
         self._add({"type": "end", "reason": ev.reason, "answer": self.answer, "elapsed": ev.elapsed_s,
-                   "usage": dict(ev.usage or {})})
+                   "usage": dict(ev.usage or {}), "recorded": self.recording is not None})
         self._header()
 
     # -- bookkeeping --------------------------------------------------------------------------------
@@ -372,7 +379,7 @@ class RunState:
     def _seg_html(self, card: dict[str, Any], s: int) -> str:
         from .render import render_segment
 
-        return render_segment(card["segs"][s], s)
+        return render_segment(card["segs"][s], s, bool(card.get("recorded")))
 
     def _footer_html(self, card: dict[str, Any]) -> str:
         from .render import render_footer

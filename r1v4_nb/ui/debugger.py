@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,18 @@ from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory
 from .cards import RunState, events_of_step
-from .render import CONTEXT_THUMB, CSS, image_figure, render_card, render_header, render_run
+from .compare import Comparison
+from .highlight import highlight_python
+from .render import (
+    CONTEXT_THUMB,
+    CSS,
+    hide_snapshot,
+    image_figure,
+    render_card,
+    render_header,
+    render_run,
+    snapshot,
+)
 from .sanitize import esc
 
 
@@ -71,6 +83,37 @@ def edited_step(step: Step, text: str, dialect: Any) -> Step:
 
 
 _TAG = re.compile(r"&lt;(/?(?:think|tool_call|tool_response|observation|answer|plan|code))&gt;")
+_CALL = re.compile(r"(<tool_call>)(.*?)(</tool_call>)", re.S)
+
+
+def _text_part(text: str) -> str:
+    """A text part of a context message: protocol tags marked, and a code call's code shown as code.
+
+    The model wrote the code as a JSON string (newlines as \\n); what it means is the code, so that is shown.
+    """
+    out, last = [], 0
+    for m in _CALL.finditer(text):
+        code = _code_of(m.group(2))
+        if code is None:
+            continue
+        out.append(f"<pre>{_mark_tags(esc(text[last:m.start()] + m.group(1)))}</pre>")
+        out.append(f'<pre class="r1v4-code">{highlight_python(code)}</pre>')
+        last = m.start(3)
+    out.append(f"<pre>{_mark_tags(esc(text[last:]))}</pre>")
+    return "".join(out)
+
+
+def _code_of(body: str) -> str | None:
+    import json
+
+    try:
+        call = json.loads(body)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    if isinstance(call, dict) and call.get("name") == "code":
+        code = (call.get("arguments") or {}).get("code")
+        return code if isinstance(code, str) else None
+    return None
 
 
 def render_context(messages: list[dict[str, Any]], tokens_in: int = 0, images: dict[str, Image] | None = None,
@@ -90,7 +133,7 @@ def render_context(messages: list[dict[str, Any]], tokens_in: int = 0, images: d
             if p.get("type") == "text":
                 text = str(p.get("text", ""))
                 words += len(text.split())
-                html.append(f"<pre>{_mark_tags(esc(text))}</pre>")
+                html.append(_text_part(text))
             elif p.get("type") == "image":
                 html.append(_image_part(str(p.get("image", "")), images or {}))
         total += words
@@ -134,11 +177,20 @@ def trajectory_images(traj: Trajectory) -> dict[str, Image]:
     return found
 
 
-def compare(left: Trajectory | Any, right: Trajectory | Any, titles: tuple[str, str] | None = None) -> w.HBox:
-    """Two runs side by side (each a trajectory, or a live RunView), each under its title if given."""
+def compare(left: Trajectory | Any, right: Trajectory | Any, titles: tuple[str, str] | None = None) -> Any:
+    """Two runs step by step: identical steps collapsed, the first divergence marked, the rest side by side.
+
+    Each side is a trajectory, a path or a finished LiveRun; the result is static HTML (a `Comparison`), so
+    a saved notebook keeps it. A live RunView (a branch still running) is drawn beside the other run instead.
+    """
+    from .api import trajectory_of
+    from .widget import RunView
+
     names = titles or ("", "")
-    return w.HBox([_pane(left, names[0]), _pane(right, names[1])],
-                  layout=w.Layout(width="100%", align_items="flex-start", grid_gap="10px"))
+    if isinstance(left, RunView) or isinstance(right, RunView):
+        return w.HBox([_pane(left, names[0]), _pane(right, names[1])],
+                      layout=w.Layout(width="100%", align_items="flex-start", grid_gap="10px"))
+    return Comparison(trajectory_of(left), trajectory_of(right), (names[0], names[1]))
 
 
 def _pane(x: Any, title: str) -> w.Widget:
@@ -165,6 +217,9 @@ def _with_kept_steps(events: Iterator[Any], kept: list[Step]) -> Iterator[Any]:
                 yield from events_of_step(step)
 
 
+OPEN: weakref.WeakSet[Debugger] = weakref.WeakSet()  # debuggers on the page, told when a model is loaded
+
+
 def _pane_layout() -> w.Layout:
     return w.Layout(flex="1 1 0", min_width="0", max_height="640px", overflow="auto")
 
@@ -177,14 +232,19 @@ class Debugger(w.VBox):
         self.state = RunState.from_trajectory(traj)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else None
         self.branches: list[Any] = []
+        self.comparisons: list[Comparison] = []
         self.images = trajectory_images(traj)
         self._card_of = {card["index"]: c for c, card in enumerate(self.state.cards)
                          if card["type"] in ("model", "tool", "note")}
         n = len(traj.steps)
         last = max(0, n - 1)
+        self.key = uuid.uuid4().hex
+        self.display_id: str | None = None  # the static copy under the widget (`api.replay`), kept up to date
         source = f": {esc(traj.path.name)}" if traj.path else ""
-        self.header = w.HTML(f'<div class="r1v4-run"><style>{CSS}</style><div class="r1v4-pane-title">'
-                             f'Step-through debugger{source}</div>{render_header(self.state)}'
+        self.header = w.HTML(f'{hide_snapshot(self.key)}<div class="r1v4-run"><style>{CSS}</style>'
+                             f'<div class="r1v4-pane-title">Step-through debugger{source}</div>'
+                             + (f'<div class="r1v4-path">file: {esc(traj.path)}</div>' if traj.path else "")
+                             + f'{render_header(self.state)}'
                              f'{render_card(self.state.cards[0], 0, self.state.images)}</div>')
         self.step_list = w.Select(options=[(step_label(s), s.index) for s in traj.steps], rows=min(12, max(2, n)),
                                   layout=w.Layout(width="230px", flex="0 0 auto"))
@@ -197,6 +257,9 @@ class Debugger(w.VBox):
         self.context = w.HTML(layout=_pane_layout())
         self.produced = w.HTML(layout=_pane_layout())
         self.fork_title = w.HTML()
+        self.continue_with = w.ToggleButtons(options=[("the recorded turns", "replay")], value="replay",
+                                             description="continue with", style={"description_width": "auto"})
+        self.continue_with.observe(lambda _ch: self._show_fork_title(), names="value")
         self.editor = w.Textarea(layout=w.Layout(width="100%", height="120px"))
         self.fork_button = w.Button(description="Fork here", button_style="warning", icon="code-fork",
                                     layout=w.Layout(width="auto", flex="0 0 auto"))
@@ -211,8 +274,8 @@ class Debugger(w.VBox):
                      layout=w.Layout(width="100%", align_items="center"))
         body = w.HBox([self.step_list, self.context, self.produced],
                       layout=w.Layout(width="100%", align_items="flex-start", grid_gap="8px"))
-        self.fork_panel = w.VBox([self.fork_title, self.editor, w.HBox([self.fork_button, self.fork_status],
-                                                                        layout=w.Layout(align_items="center"))])
+        self.fork_panel = w.VBox([self.fork_title, self.continue_with, self.editor,
+                                  w.HBox([self.fork_button, self.fork_status], layout=w.Layout(align_items="center"))])
         super().__init__([self.header, nav, body, self.fork_panel, self.branch_box], layout=w.Layout(width="100%"))
         for widget, name in ((self, "r1v4-dbg"), (self.step_list, "r1v4-dbg-steps"), (self.prev_button, "r1v4-dbg-prev"),
                              (self.next_button, "r1v4-dbg-next"), (self.slider, "r1v4-dbg-slider"),
@@ -220,11 +283,14 @@ class Debugger(w.VBox):
                              (self.produced, "r1v4-dbg-produced"), (self.fork_panel, "r1v4-dbg-forkpanel"),
                              (self.editor, "r1v4-dbg-editor"), (self.fork_button, "r1v4-dbg-fork"),
                              (self.fork_status, "r1v4-dbg-status"), (self.branch_box, "r1v4-dbg-branches"),
+                             (self.continue_with, "r1v4-dbg-continue"),
                              (self.header, "r1v4-dbg-static")):
             widget.add_class(name)
         self.index = -1
         if n:
             self.select(0)
+        self.refresh_models()
+        OPEN.add(self)
 
     # -- navigation ---------------------------------------------------------------------------------------
 
@@ -248,12 +314,23 @@ class Debugger(w.VBox):
         self.produced.value = (f'<div class="r1v4-run"><style>{CSS}</style>'
                                f'<div class="r1v4-pane-title">What step {index} produced</div>{card}</div>')
         self.editor.value = editable_text(step)
-        kept = "no step before it" if index == 0 else "step 0" if index == 1 else f"steps 0 to {index - 1}"
-        self.fork_title.value = (f'<div class="r1v4-run"><div class="r1v4-pane-title">Fork at step {index}</div>'
-                                 f'<div>Edit {esc(edit_hint(step))}, then <b>Fork here</b>: a new branch keeps {kept}, '
-                                 f'takes your edit as step {index} and continues with '
-                                 f'{esc(self._continuation())}. The recorded run stays as it is.</div></div>')
+        self._show_fork_title()
         self.fork_button.description = f"Fork at step {index} and continue"
+
+    def snapshot_html(self) -> str:
+        """The static copy of the debugger for a saved notebook: the run's cards, and each branch's comparison."""
+        path = f'<div class="r1v4-path">file: {esc(self.traj.path)}</div>' if self.traj.path else ""
+        parts = [f'<div class="r1v4-run"><style>{CSS}</style><div class="r1v4-pane-title">Step-through debugger '
+                 f'(static copy: run the cell to step through it)</div>{path}</div>', render_run(self.state)]
+        parts += [c.html for c in self.comparisons]
+        return snapshot("".join(parts), self.key)
+
+    def update_snapshot(self) -> None:
+        """Rewrite the static copy under the widget (when `api.replay` displayed one)."""
+        if self.display_id is not None:
+            from IPython.display import HTML, update_display
+
+            update_display(HTML(self.snapshot_html()), display_id=self.display_id)
 
     def context_at(self, index: int) -> list[dict[str, Any]]:
         """The exact messages the model saw before step `index`."""
@@ -261,28 +338,53 @@ class Debugger(w.VBox):
 
     # -- forking ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _continuation() -> str:
+    def refresh_models(self) -> None:
+        """Offer the session's loaded model as the branch's continuation (`api.load` calls this)."""
         from .api import SESSION, _is_replay
 
+        options: list[tuple[str, str]] = [("the recorded turns", "replay")]
         if SESSION.model is not None and not _is_replay(SESSION.model):
-            return f"the loaded model ({SESSION.model.describe().get('name', 'model')}) and the session's tools"
-        return "the recorded turns after this step (a replay; load a model to continue with it instead)"
+            options.append((f"the loaded model: {SESSION.model.describe().get('name', 'model')}", "model"))
+        if options != list(self.continue_with.options):
+            self.continue_with.options = options
+            self.continue_with.value = "model" if len(options) > 1 else "replay"
+        self._show_fork_title()
+
+    def _show_fork_title(self) -> None:
+        if not self.traj.steps or self.index < 0:
+            return
+        index, step = self.index, self.traj.steps[self.index]
+        kept = "no step before it" if index == 0 else "step 0" if index == 1 else f"steps 0 to {index - 1}"
+        if self.continue_with.value == "model":
+            goes_on = "the loaded model and the session's tools: the model reads your edit and writes what comes next"
+            warn = ""
+        else:
+            goes_on = "the recorded turns after this step and the recorded observations"
+            warn = ('<div class="r1v4-recording r1v4-dbg-replaywarn">This branch continues with the <b>recorded '
+                    "turns</b>: the model's next turns are replayed as they were, so your edit does not change "
+                    "what it does next (a call that differs from the recording gets an observation saying so). "
+                    "To see what a model makes of your edit, load one (<code>%r1v4 load MODEL</code>) and choose "
+                    "<i>the loaded model</i> below.</div>")
+        self.fork_title.value = (f'<div class="r1v4-run"><div class="r1v4-pane-title">Fork at step {index}</div>{warn}'
+                                 f'<div>Edit {esc(edit_hint(step))}, then <b>Fork here</b>: a new branch keeps {kept}, '
+                                 f'takes your edit as step {index} and continues with {esc(goes_on)}. The recorded '
+                                 "run stays as it is.</div></div>")
 
     def _fork_clicked(self) -> None:
         try:
-            run = self.fork(self.index, self.editor.value)
+            run = self.fork(self.index, self.editor.value, replay=self.continue_with.value == "replay")
         except Exception as exc:  # shown in the panel: a button has no cell output to fail into
             self.fork_status.value = f'<span class="r1v4-badge">{esc(exc)}</span>'
             return
         self.fork_status.value = f"branch running: {esc(run.path or '')}"
         run.on_done(lambda r: setattr(self.fork_status, "value", f"branch {esc(r.reason)}: {esc(r.path)}"))
 
-    def fork(self, step: int | None = None, text: str | None = None, model: Any = None, wait: bool = False) -> Any:
+    def fork(self, step: int | None = None, text: str | None = None, model: Any = None, wait: bool = False,
+             replay: bool | None = None) -> Any:
         """Branch the run at `step` with its text replaced by `text`, and continue live; returns a LiveRun.
 
         The branch continues with `model`, else the session's loaded model (with the session's tools), else
-        the replay of the recorded turns after the fork (with the recorded observations).
+        (or with `replay=True`) the replay of the recorded turns after the fork (with the recorded observations).
         """
         from ..agent import Agent
         from ..dialects import get_dialect
@@ -298,7 +400,7 @@ class Debugger(w.VBox):
         original = self.traj.steps[k]
         h = self.traj.header
         replacement = edited_step(original, editable_text(original) if text is None else text, get_dialect(h.dialect))
-        if model is None and SESSION.model is not None and not _is_replay(SESSION.model):
+        if model is None and not replay and SESSION.model is not None and not _is_replay(SESSION.model):
             model, tools = SESSION.model, _build_tools(h.mode, SESSION.model)
         elif model is None:
             try:
@@ -316,10 +418,21 @@ class Debugger(w.VBox):
         events = agent.fork(self.traj, k, [replacement], out=out)
         run = LiveRun(agent, _with_kept_steps(events, [*self.traj.steps[:k], replacement]), view)
         self.branches.append(run)
-        self.branch_box.children = [
-            w.HTML(f'<div class="r1v4-run"><div class="r1v4-pane-title">Branch at step {k}: the original run '
-                   f'(left) and the branch (right, written to {esc(out.name)})</div></div>'),
-            compare(self.traj, view, ("Original", f"Branch: step {k} edited"))]
+        title = w.HTML(f'<div class="r1v4-run"><div class="r1v4-pane-title">Branch at step {k}: the original run '
+                       f'(left) and the branch (right, written to {esc(out)})</div></div>')
+        titles = ("Original", f"Branch: step {k} edited")
+        self.branch_box.children = [title, compare(self.traj, view, titles)]
+
+        def finished(r: Any) -> None:  # the branch is recorded: compare step by step, and keep it in the copy
+            if r.path is None or not Path(r.path).is_file():
+                return
+            from ..trajectory import read
+
+            self.comparisons.append(Comparison(self.traj, read(r.path), titles))
+            self.branch_box.children = [title, w.HTML(self.comparisons[-1].html)]
+            self.update_snapshot()
+
+        run.on_done(finished)
         run.start()
         if wait:
             run.wait()

@@ -109,7 +109,21 @@ CSS = """
 .r1v4-dbg-forkpanel{border:1px solid #f59e0b;border-radius:6px;padding:8px 10px;margin:10px 0;
   background:#fffbeb;box-sizing:border-box;width:100%}
 .r1v4-dbg-editor textarea{font-family:var(--jp-code-font-family,ui-monospace,monospace);font-size:12px}
+.r1v4-recording{border:1px solid #a855f7;background:#faf5ff;color:#581c87;border-radius:6px;padding:6px 10px;
+  margin:4px 0 6px 0;font-weight:500}
+.r1v4-recorded,.r1v4-answer.r1v4-recorded{background:#f5f3ff;border-color:#c4b5fd}
+.r1v4-recorded pre,.r1v4-answer.r1v4-recorded pre{color:#4c1d95}
+.r1v4-path{font-size:11px;color:var(--jp-ui-font-color2,#57606a);word-break:break-all}
+.r1v4-hint{font-size:11px;color:var(--jp-ui-font-color2,#57606a)}
+.r1v4-src{overflow:hidden}
 """
+
+# A saved notebook reopened without the kernel that drew it: JupyterLab draws each widget output as one line,
+# "Error displaying widget: model not found" (the renderer's node holds that text and no element). Where the
+# static snapshot of the same view follows in the cell's outputs, that line says nothing the snapshot does not
+# show better, so the snapshot hides it. A live widget has elements in its node and is never hidden.
+DEAD_WIDGET_CSS = (".jp-OutputArea-child:has(> .jupyter-widgets:not(:has(*))):has(~ .jp-OutputArea-child "
+                   "[data-r1v4-snapshot]){display:none}")
 
 
 # -- images ---------------------------------------------------------------------------------------------
@@ -171,8 +185,13 @@ def _figure(d: dict[str, Any], images: dict[str, Image]) -> str:
             x0, y0, x1, y1 = (float(v) for v in box)
         except (TypeError, ValueError):
             x0 = y0 = x1 = y1 = 0.0
-        left, top = 100 * x0 / max(1, s.width), 100 * y0 / max(1, s.height)
-        width, height = 100 * (x1 - x0) / max(1, s.width), 100 * (y1 - y0) / max(1, s.height)
+        x0, x1 = sorted((x0, x1))
+        y0, y1 = sorted((y0, y1))
+        # drawn clipped to the source: a box past the edge marks only the part of it that is in the picture
+        cx0, cx1 = (min(max(v, 0.0), float(s.width)) for v in (x0, x1))
+        cy0, cy1 = (min(max(v, 0.0), float(s.height)) for v in (y0, y1))
+        left, top = 100 * cx0 / max(1, s.width), 100 * cy0 / max(1, s.height)
+        width, height = 100 * (cx1 - cx0) / max(1, s.width), 100 * (cy1 - cy0) / max(1, s.height)
         box_style = f"left:{left:.2f}%;top:{top:.2f}%;width:{width:.2f}%;height:{height:.2f}%"
         source = {"sha": src, "w": s.width, "h": s.height, "name": s.provenance.name}
         return (f'<figure class="r1v4-fig r1v4-crop"><div class="r1v4-src">{_img(source, images, 240)}'
@@ -206,8 +225,11 @@ def _num(x: Any, fmt: str = "{:.1f}") -> str:
 _LABELS = {"code": "Code", "tool_call": "Tool call", "answer": "Answer", "plan": "Plan", "observation": "Observation"}
 
 
-def render_segment(seg: dict[str, Any], s: int) -> str:
-    """One segment of a model turn. Open (streaming) segments get a body the front end appends to."""
+def render_segment(seg: dict[str, Any], s: int, recorded: bool = False) -> str:
+    """One segment of a model turn. Open (streaming) segments get a body the front end appends to.
+
+    `recorded`: the turn is replayed from a recording, so an answer in it is labelled as recorded.
+    """
     kind = str(seg.get("kind", "text"))
     text = str(seg.get("text", ""))
     closed = bool(seg.get("closed", True))
@@ -221,7 +243,9 @@ def render_segment(seg: dict[str, Any], s: int) -> str:
         blank = " r1v4-blank" if closed and not text.strip() else ""
         return f'<div class="{cls}{blank}" data-s="{s}"><pre class="r1v4-body">{esc(text)}</pre></div>'
     if kind == "answer":
-        return (f'<div class="{cls} r1v4-answer" data-s="{s}"><div class="r1v4-label">Answer{cut}</div>'
+        label = "Recorded answer" if recorded else "Answer"
+        return (f'<div class="{cls} r1v4-answer{" r1v4-recorded" if recorded else ""}" data-s="{s}">'
+                f'<div class="r1v4-label">{label}{cut}</div>'
                 f'<pre class="r1v4-body">{esc(text)}</pre></div>')
     if kind == "plan" and closed:
         from .cards import plan_steps
@@ -269,8 +293,10 @@ def render_plan(steps: list[dict[str, Any]]) -> str:
 def render_footer(card: dict[str, Any]) -> str:
     if not card.get("done"):
         return '<div class="r1v4-foot">writing...</div>'
-    bits = [f"{int(card.get('tokens_out', 0))} tokens out", f"{int(card.get('tokens_in', 0))} in context",
-            f"{_num(card.get('elapsed', 0))} s"]
+    bits = [f"{int(card.get('tokens_out', 0))} tokens out"]
+    if int(card.get("tokens_in", 0)):  # a turn cancelled before the backend counted its prompt has no figure
+        bits.append(f"{int(card.get('tokens_in', 0))} in context")
+    bits.append(f"{_num(card.get('elapsed', 0))} s")
     if card.get("finish") not in (None, "stop"):
         bits.append(f"finish: {esc(card['finish'])}")
     return f'<div class="r1v4-foot">{" &#183; ".join(bits)}</div>'
@@ -294,13 +320,30 @@ def _render_question(card: dict[str, Any], images: dict[str, Image]) -> str:
     parent = card.get("parent")
     fork = f"branch of {esc(parent.get('id'))} at step {esc(parent.get('step'))}" if parent else ""
     imgs = "".join(_figure(d, images) for d in card.get("images", []))
+    path = f'<div class="r1v4-path">file: {esc(card["path"])}</div>' if card.get("path") else ""
     return (_title("Question", f"mode: {esc(card.get('mode', ''))}", f"model: {esc(card.get('model', ''))}", fork)
+            + _recording_banner(card.get("recording"))
             + f'<div class="r1v4-q"><pre>{esc(card.get("text", ""))}</pre></div>'
-            + (f'<div class="r1v4-imgs">{imgs}</div>' if imgs else ""))
+            + (f'<div class="r1v4-imgs">{imgs}</div>' if imgs else "") + path)
+
+
+def _recording_banner(rec: dict[str, Any] | None) -> str:
+    """The banner of a run whose model is a recording: its turns are replayed, not generated."""
+    if not rec:
+        return ""
+    text = (f"Recording: every model turn of this run is replayed from {esc(rec.get('source') or 'a recorded run')}, "
+            "not generated.")
+    if rec.get("asked"):
+        imgs = ", ".join(esc(x) for x in rec.get("asked_images") or [])
+        text += (f" You asked <b>{esc(rec['asked'])}</b>{f' about {imgs}' if imgs else ''}; a recording cannot answer "
+                 "that, so this replays the question it recorded (below). Its answer is not an answer to yours.")
+    return f'<div class="r1v4-recording">{text}</div>'
+
 
 
 def _render_model(card: dict[str, Any], images: dict[str, Image]) -> str:
-    segs = "".join(render_segment(seg, s) for s, seg in enumerate(card.get("segs", [])))
+    recorded = bool(card.get("recorded"))
+    segs = "".join(render_segment(seg, s, recorded) for s, seg in enumerate(card.get("segs", [])))
     return (_title(f"Step {int(card.get('index', 0))}", "model")
             + f'<div class="r1v4-segs">{segs}</div>' + render_footer(card))
 
@@ -415,6 +458,9 @@ def _render_end(card: dict[str, Any], images: dict[str, Image]) -> str:
     answer = card.get("answer")
     if answer is None:
         return head + '<div class="r1v4-foot">no answer</div>'
+    if card.get("recorded"):
+        return head + (f'<div class="r1v4-final r1v4-recorded"><div class="r1v4-label">Recorded answer (replayed, '
+                       f'to the recorded question)</div><pre>{esc(answer)}</pre></div>')
     return head + f'<div class="r1v4-final"><div class="r1v4-label">Final answer</div><pre>{esc(answer)}</pre></div>'
 
 
@@ -429,16 +475,27 @@ _RENDERERS = {"question": _render_question, "model": _render_model, "tool": _ren
 # -- whole runs -----------------------------------------------------------------------------------------
 
 def render_header(state: Any, live: bool = False) -> str:
-    """Step count, tokens, elapsed time, tokens/s; a Stop button while a live run is going."""
+    """Step count, tokens, elapsed time, tokens/s; a Stop button while a live run that can be stopped goes on.
+
+    While a run goes on, the clock carries its seconds in `data-s`: the front end counts on from there,
+    so the time moves during a long tool call when the kernel has nothing new to send.
+    """
     status = state.status if state.status in _STATUS else "running"
     secs = state.seconds
     rate = (f"<span><b>{_num(state.tokens / secs)}</b> tok/s</span>" if state.tokens and secs >= 0.05
             else "")  # no rate until there is something to divide
-    stop = ('<button class="r1v4-stop" title="Stop this run">Stop</button>'
-            if live and status == "running" else "")
+    going = live and status == "running"
+    if going and getattr(state, "stoppable", True):
+        stop = '<button class="r1v4-stop" title="Stop this run">Stop</button>'
+    elif going:
+        stop = '<span class="r1v4-hint r1v4-nostop">--wait run: interrupt the kernel (&#9632;) to stop it</span>'
+    else:
+        stop = ""
+    clock = (f'<span class="r1v4-clock" data-s="{secs:.3f}"><b>{_num(secs)}</b> s</span>' if going
+             else f"<span><b>{_num(secs)}</b> s</span>")
     return (f'<div class="r1v4-head"><span class="r1v4-status r1v4-st-{status}">{status.replace("_", " ")}</span>'
             f'<span><b>{state.step_count}</b> step{"" if state.step_count == 1 else "s"}</span><span><b>{state.tokens}</b> tokens</span>'
-            f'<span><b>{_num(secs)}</b> s</span>{rate}{stop}</div>')
+            f'{clock}{rate}{stop}</div>')
 
 
 def render_run(state: Any, mark: str | None = None) -> str:
@@ -448,8 +505,19 @@ def render_run(state: Any, mark: str | None = None) -> str:
     fragment, so a notebook with a kernel shows the widget only, and one without shows this.
     """
     cards = "".join(render_card(card, c, state.images) for c, card in enumerate(state.cards))
-    attr = f' data-r1v4-snapshot="{esc(mark)}"' if mark else ""
-    return f'<div class="r1v4-run"{attr}><style>{CSS}</style>{state.header_html(live=False)}{cards}</div>'
+    body = f'<div class="r1v4-run"><style>{CSS}</style>{state.header_html(live=False)}{cards}</div>'
+    return snapshot(body, mark) if mark else body
+
+
+def snapshot(body: str, key: str) -> str:
+    """`body` as the static copy of the live view `key`: hidden by that view while it is on the page, and
+    hiding the dead widget line a reopened notebook draws in its place (`DEAD_WIDGET_CSS`)."""
+    return f'<div data-r1v4-snapshot="{esc(key)}"><style>{DEAD_WIDGET_CSS}</style>{body}</div>'
+
+
+def hide_snapshot(key: str) -> str:
+    """The style a live view carries to hide its own static copy (`snapshot`) while it is on the page."""
+    return f'<style>[data-r1v4-snapshot="{esc(key)}"]{{display:none}}</style>'
 
 
 def export_page(state: Any, title: str = "r1v4 run") -> str:

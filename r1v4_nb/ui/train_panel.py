@@ -8,9 +8,11 @@ stays free to handle the Stop click; `job.wait()` blocks until it ends.
 
 from __future__ import annotations
 
+import glob
 import html
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import ipywidgets as w
 
 from ..errors import UsageError
 from ..train.progress import Progress, StepMetrics, TrainInfo, format_duration
+from .render import hide_snapshot, snapshot
 
 SVG_W, SVG_H, PAD = 420, 140, 28
 
@@ -58,7 +61,11 @@ class TrainPanel(Progress):
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
                                     tooltip="save a checkpoint after this step and end the run")
         self.stop_button.on_click(lambda _b: self.stop())
-        self.widget = w.VBox([self.chart, self.stats, w.HBox([self.stop_button, self.status])])
+        self.key = uuid.uuid4().hex
+        self.display_id: str | None = None  # the static copy under the widget, once displayed
+        self.widget = w.VBox([w.HTML(hide_snapshot(self.key)), self.chart, self.stats,
+                              w.HBox([self.stop_button, self.status])])
+        self.widget.add_class("r1v4-train-panel")
         self._last = 0.0
         self._min_interval = min_interval_s
         self._pending: StepMetrics | None = None
@@ -69,9 +76,31 @@ class TrainPanel(Progress):
         self.status.value = "stopping after this step…"
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        from IPython.display import HTML, display
 
         display(self.widget)
+        self.display_id = f"r1v4-snapshot-{self.key}"
+        display(HTML(self.snapshot_html()), display_id=self.display_id)
+
+    def snapshot_html(self) -> str:
+        """The panel as static HTML (curve, last figures, status) for a saved notebook."""
+        return snapshot(f'<div class="r1v4-train-static">{self.chart.value}<div>{self.stats.value}</div>'
+                        f"<div>{self.status.value}</div></div>", self.key)
+
+    def _update_snapshot(self) -> None:
+        if self.display_id is not None:
+            from IPython.display import HTML, update_display
+
+            update_display(HTML(self.snapshot_html()), display_id=self.display_id)
+
+    def failed(self, exc: BaseException) -> None:
+        """The run ended with an error: say so, and leave no Stop button that would do nothing."""
+        self.stop_button.disabled = True
+        self.stop_button.layout.display = "none"
+        if not self.losses:
+            self.stats.value = "not started"
+        self.status.value = html.escape(f"error: {exc}")
+        self._update_snapshot()
 
     def on_start(self, info: TrainInfo) -> None:
         self.total = info.total_steps
@@ -99,12 +128,15 @@ class TrainPanel(Progress):
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.status.value = html.escape(f"checkpoint at step {step}: {path}")
+        self._update_snapshot()
 
     def on_end(self, result: Any) -> None:
         self._draw()
         self.stop_button.disabled = True
+        self.stop_button.layout.display = "none"
         state = "stopped" if result.stopped else "done"
         self.status.value = html.escape(f"{state} after {result.steps} steps; adapter: {result.adapter}")
+        self._update_snapshot()
 
 
 class TrainJob:
@@ -122,7 +154,7 @@ class TrainJob:
             self.result = target()
         except BaseException as exc:  # handed to wait()
             self.error = exc
-            self.panel.status.value = html.escape(f"error: {exc}")
+            self.panel.failed(exc)
 
     def stop(self) -> None:
         self.panel.stop()
@@ -147,8 +179,19 @@ def start_training(config: Any, data: Any = None, model: Any = None, panel: Trai
     from ..train.sft import train
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if data is None:
+        check_data(cfg)
     panel = panel or TrainPanel()
     return TrainJob(lambda: train(cfg, data, model=model, progress=panel, stop_event=panel.stop_event), panel)
+
+
+def check_data(cfg: Any) -> None:
+    """Fail before the model is loaded when the config names no data or a source that matches nothing."""
+    if not cfg.data:
+        raise UsageError("no training data: set data = [trajectory files, folders or globs] in the config")
+    for src in cfg.data:
+        if not Path(src).exists() and not glob.glob(str(src), recursive=True):
+            raise UsageError(f"no trajectories at {src}: give a .jsonl file, a folder of them or a glob that matches")
 
 
 def magic_train(argv: list[str], cell: str | None, shell: Any) -> Any:
@@ -156,36 +199,30 @@ def magic_train(argv: list[str], cell: str | None, shell: Any) -> Any:
     from IPython.display import display
 
     from ..train import TrainConfig
+    from .magics import _parser
 
+    p = _parser("train", "a LoRA / QLoRA run on trajectories, shown in a live panel (loss curve, step, ETA, Stop). "
+                "The cell body is the config (YAML, JSON or key = value lines), e.g.\n  model = tiny-moe\n"
+                "  data = runs/*.jsonl\n  max_steps = 30\n(the keys are r1v4_nb.train.TrainConfig's; "
+                "see docs/training.md)")
+    p.add_argument("--wait", action="store_true", help="block until the run ends (Stop then needs an interrupt)")
+    a, unknown = p.parse_known_args(argv)
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}; %%r1v4 train takes only --wait (and --help)")
     if not cell or not cell.strip():
         raise UsageError("%%r1v4 train needs a config in the cell body, e.g. model = PATH / data = runs/*.jsonl")
-    unknown = [a for a in argv if a != "--wait"]
-    if unknown:
-        raise UsageError(f"unknown option {unknown[0]}; %%r1v4 train takes only --wait")
     cfg = TrainConfig.from_text(cell)
     job = start_training(cfg)
-    display(job.panel.widget)
+    display(job.panel)
     if shell is not None:
         shell.user_ns["_r1v4_train_job"] = job
-    if "--wait" in argv:
+    if a.wait:
         return job.wait().to_json()
     return None
 
 
-def before_after_view(pairs: list[Any]) -> w.VBox:
-    """Each task's base and tuned runs side by side (the debugger's two-pane view), with the answers above."""
-    from .debugger import compare
+def before_after_view(pairs: list[Any]) -> Any:
+    """Each task's base and tuned runs step by step in two labelled columns, the answers above (static HTML)."""
+    from .compare import BeforeAfter
 
-    rows: list[w.Widget] = []
-    for p in pairs:
-        b, t = p.correct()
-
-        def mark(ok: bool | None) -> str:
-            return "" if ok is None else (" ✓" if ok else " ✗")
-
-        head = (f"<b>{html.escape(p.task.name or p.task.question[:60])}</b> · base: "
-                f"<code>{html.escape(str(p.base.answer))}</code>{mark(b)} · tuned: "
-                f"<code>{html.escape(str(p.tuned.answer))}</code>{mark(t)}"
-                + (f" · gold: <code>{html.escape(p.task.gold)}</code>" if p.task.gold else ""))
-        rows += [w.HTML(head), compare(p.base.trajectory, p.tuned.trajectory)]
-    return w.VBox(rows)
+    return BeforeAfter(list(pairs))

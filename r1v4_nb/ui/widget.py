@@ -38,7 +38,8 @@ class RunView(anywidget.AnyWidget):
     _css = CSS
     run_key = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, state: RunState | None = None, interval: float = 0.05, **kw: Any):
+    def __init__(self, state: RunState | None = None, interval: float = 0.05, stoppable: bool = True, **kw: Any):
+        """`stoppable=False`: the run blocks the kernel (`--wait`), so no Stop button could be heard; none is shown."""
         super().__init__(run_key=uuid.uuid4().hex, **kw)
         self.interval = interval
         self.bytes_sent = 0
@@ -51,6 +52,7 @@ class RunView(anywidget.AnyWidget):
         self._timer: threading.Timer | None = None
         self._stop_handlers: list[Callable[[], None]] = []
         self.state = state or RunState()
+        self.state.stoppable = stoppable
         self.state.listener = self._queue
         self.on_msg(self._on_front_end)
         self._send_reset()

@@ -28,6 +28,7 @@ function apply(store, op) {
   const kind = op[0];
   if (kind === "h") {
     root.querySelector(":scope > .r1v4-headbox").innerHTML = op[1];
+    store.headAt = performance.now();
   } else if (kind === "c") {
     setCard(root, op[1], op[2]);
   } else if (kind === "f") {
@@ -56,7 +57,18 @@ function reset(store, head, cards) {
   const root = store.root;
   root.innerHTML = '<div class="r1v4-headbox"></div><div class="r1v4-cards"></div>';
   root.querySelector(".r1v4-headbox").innerHTML = head;
+  store.headAt = performance.now();
   cards.forEach((html, c) => setCard(root, c, html));
+}
+
+// The header's clock while a run goes on: the kernel sends the seconds with each header, and the view counts
+// on from there, so the time moves during a long tool call too.
+function tick(store) {
+  const clock = store.root.querySelector(":scope > .r1v4-headbox .r1v4-clock");
+  if (!clock) return;
+  const secs = parseFloat(clock.dataset.s || "0") + (performance.now() - (store.headAt || 0)) / 1000;
+  const b = clock.querySelector("b");
+  if (b) b.textContent = secs.toFixed(1);
 }
 
 function showFull(url) {
@@ -97,7 +109,7 @@ function storeFor(model) {
     const root = document.createElement("div");
     root.className = "r1v4-run r1v4-live";
     root.innerHTML = '<div class="r1v4-headbox"></div><div class="r1v4-cards"></div>';
-    STORES.set(key, { root, seq: -1, stale: false });
+    STORES.set(key, { root, seq: -1, stale: false, headAt: performance.now() });
   }
   return STORES.get(key);
 }
@@ -135,6 +147,10 @@ export default {
       if (img) model.send({ op: "full", sha: img.dataset.sha });
     };
     el.addEventListener("click", click);
-    return () => el.removeEventListener("click", click);
+    const clock = setInterval(() => tick(store), 1000);
+    return () => {
+      clearInterval(clock);
+      el.removeEventListener("click", click);
+    };
   },
 };
