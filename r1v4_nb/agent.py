@@ -319,7 +319,7 @@ class Agent:
             for delta in self.model.stream(messages, stop=list(self.dialect.stop), settings=settings,
                                            cancel=st.cancel):
                 if delta.text:
-                    if ttft is None:
+                    if ttft is None and not delta.prompted:
                         ttft = time.monotonic() - t0
                     text.append(delta.text)
                     yield from self._segment_events(index, parser.feed(delta.text))

@@ -62,9 +62,9 @@ R1V4_FORMAT = """\
 Work in steps. Begin every step with your reasoning inside <think> and </think>, then do exactly one of:
 - Call a tool: write one JSON object inside <tool_call> and </tool_call>, for example
   <tool_call>{{"name": "{example}", "arguments": {example_args}}}</tool_call>
-  and stop right after </tool_call>. The result is added after your call as
-  <observation>{{"result": "...", "type": "<tool name>"}}</observation>, followed by any images it \
-produced. Never write an <observation> yourself.{code_line}
+  and stop right after </tool_call>. The result arrives in the next message inside <tool_response> as
+  {{"result": "...", "type": "<tool name>"}}, followed by any images it produced. Never write a result \
+yourself.{code_line}
 - Answer: once you are confident, put the final answer inside <answer> and </answer>, short and direct, \
 with nothing else inside the tags."""
 
@@ -89,7 +89,8 @@ Think inside <think> and </think> first. To run Python, write one fenced block i
 print(image_1.size)
 ```
 </code>
-What the code prints comes back inside <sandbox_output> and </sandbox_output> (with any images).{tool_line}
+What the code prints comes back in the next message inside <tool_response> and </tool_response> (with any \
+images).{tool_line}
 When you are confident, give the final answer inside <answer> and </answer>, short and direct."""
 
 FENCED_TOOL_LINE = """

@@ -77,6 +77,7 @@ class Segment:
     text: str
     call: ToolCall | None = None
     closed: bool = True
+    note: str = ""  # how a lenient parse read it ("</think> written as an opener", ...)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "text": self.text}
@@ -84,12 +85,14 @@ class Segment:
             d["call"] = self.call.to_json()
         if not self.closed:
             d["closed"] = False
+        if self.note:
+            d["note"] = self.note
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Segment:
         call = ToolCall.from_json(d["call"]) if d.get("call") else None
-        return cls(d["kind"], d.get("text", ""), call, d.get("closed", True))
+        return cls(d["kind"], d.get("text", ""), call, d.get("closed", True), d.get("note", ""))
 
 
 @dataclass

@@ -58,18 +58,17 @@ def test_interpreter_blocks_are_observations():
 
 def test_system_prompt_shows_a_fenced_block():
     prompt = D.system_prompt("general", [{"name": "code", "description": "Python.", "parameters": {}}])
-    assert "<code>\n```python\n" in prompt and "<sandbox_output>" in prompt
+    assert "<code>\n```python\n" in prompt and "<tool_response>" in prompt
     assert "<tool_call>" not in prompt
     assert "<tool_call>" in D.system_prompt("deepresearch", [{"name": "code"}, {"name": "text_search"}])
 
 
-def test_sandbox_output_continues_the_assistant_message(tmp_path):
+def test_a_code_result_is_a_tool_message(tmp_path):
     crop = Image.from_pil(PILImage.new("RGB", (4, 4), "black"), tmp_path)
     text = "<think>t</think><code>\n```python\nprint(1)\n```\n"
     steps = [ModelStep(0, text, segments=D.parse(text + "</code>")),
              ToolStep(1, ToolCall("code", {"code": "print(1)"}), Observation(text="1\n", images=[crop]))]
     msgs = D.build_messages("S", "Q", [], steps)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
-    assert msgs[-1]["content"] == [{"type": "text", "text": text + "</code><sandbox_output>1\n"},
-                                   {"type": "image", "image": str(crop.path)},
-                                   {"type": "text", "text": "</sandbox_output>"}]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool"]
+    assert msgs[2]["content"] == text + "</code>"
+    assert msgs[-1]["content"] == [{"type": "text", "text": "1\n"}, {"type": "image", "image": str(crop.path)}]

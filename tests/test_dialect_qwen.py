@@ -64,26 +64,25 @@ def test_system_prompt_describes_the_format():
     assert "<tool_response>" in prompt and "<answer>" in prompt
 
 
-def test_results_come_back_in_a_user_message_with_images_inside(tmp_path):
+def test_results_come_back_as_tool_messages_with_images_inside(tmp_path):
     image = Image.from_pil(PILImage.new("RGB", (4, 4), "green"), tmp_path)
     thumb = Image.from_pil(PILImage.new("RGB", (4, 4), "white"), tmp_path)
-    call = ToolCall("image_search", {"image_paths": ["image_1"]})
+    call = ToolCall("image_search", {"image_paths": ["image_1"]}, id="call_0_0")
     text = '<think>x</think>\n<tool_call>\n{"name": "image_search", "arguments": {"image_paths": ["image_1"]}}\n'
     steps = [ModelStep(0, text, segments=D.parse(text + "</tool_call>")),
              ToolStep(1, call, Observation(text="1 match", images=[thumb])),
              ModelStep(2, "<answer>a tower</answer>"), NoteStep(3, "Answer in metres.")]
     msgs = D.build_messages("SYS", "What is it?", [image], steps)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert msgs[2]["content"] == [{"type": "text", "text": text + "</tool_call>"}]
-    assert msgs[3]["content"] == [{"type": "text", "text": "<tool_response>\n1 match"},
-                                  {"type": "image", "image": str(thumb.path)},
-                                  {"type": "text", "text": "\n</tool_response>"}]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "assistant", "system"]
+    assert msgs[2]["content"] == text + "</tool_call>"
+    assert msgs[3] == {"role": "tool", "tool_call_id": "call_0_0", "name": "image_search",
+                       "content": [{"type": "text", "text": "1 match"}, {"type": "image", "image": str(thumb.path)}]}
     assert msgs[5]["content"] == [{"type": "text", "text": "Answer in metres."}]
 
 
-def test_last_tool_step_leaves_a_user_message_for_a_new_turn():
+def test_last_tool_step_leaves_a_tool_message_for_a_new_turn():
     call = ToolCall("text_search", {"queries": ["q"]}, error=None)
     msgs = D.build_messages("", "Q", [], [ModelStep(0, "<tool_call>{}</tool_call>"),
                                           ToolStep(1, call, Observation(error="no results"))])
-    assert msgs[-1] == {"role": "user", "content": [{"type": "text",
-                                                     "text": "<tool_response>\nError: no results\n</tool_response>"}]}
+    assert msgs[-1] == {"role": "tool", "tool_call_id": "", "name": "text_search",
+                        "content": [{"type": "text", "text": "Error: no results"}]}

@@ -134,57 +134,58 @@ def test_render_observation_is_byte_exact(pictures):
     _, crop = pictures
     call = ToolCall("code", {"code": "..."})
     parts = D.render_observation(call, Observation(text="saved 中文", images=[crop]))
-    assert parts == [{"type": "text", "text": '<observation>{"result": "saved 中文", "type": "code"}'},
-                     {"type": "image", "image": str(crop.path)},
-                     {"type": "text", "text": "</observation>"}]
+    assert parts == [{"type": "text", "text": '{"result": "saved 中文", "type": "code"}'},
+                     {"type": "image", "image": str(crop.path)}]
     failed = D.render_observation(call, Observation(text="partial", error="Timeout after 30 s"))
-    assert failed == [{"type": "text", "text":
-                       '<observation>{"result": "partial\\nError: Timeout after 30 s", "type": "code"}'},
-                      {"type": "text", "text": "</observation>"}]
+    assert failed == [{"type": "text", "text": '{"result": "partial\\nError: Timeout after 30 s", "type": "code"}'}]
 
 
-def test_build_messages_continues_the_assistant_message(pictures):
+def test_each_turn_is_its_own_assistant_message_and_each_result_a_tool_message(pictures):
     image, crop = pictures
-    call = ToolCall("code", {"code": "crop"})
+    call = ToolCall("code", {"code": "crop"}, id="call_0_0")
     steps = [
         ModelStep(0, '<think>crop</think><tool_call>{"name": "code", "arguments": {"code": "crop"}}</tool_call>'),
         ToolStep(1, call, Observation(text="crop.png", images=[crop])),
         ModelStep(2, "<think>done</think><answer>red</answer>"),
     ]
     msgs = D.build_messages("SYS", "What colour?", [image], steps)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "assistant"]
     assert msgs[0]["content"] == [{"type": "text", "text": "SYS"}]
     assert msgs[1]["content"] == [{"type": "image", "image": str(image.path)},
                                   {"type": "text", "text": "What colour?"}]
-    assert msgs[2]["content"] == [
-        {"type": "text", "text": steps[0].text + '<observation>{"result": "crop.png", "type": "code"}'},
-        {"type": "image", "image": str(crop.path)},
-        {"type": "text", "text": "</observation><think>done</think><answer>red</answer>"},
-    ]
+    assert msgs[2] == {"role": "assistant", "content": steps[0].text}
+    assert msgs[3] == {"role": "tool", "tool_call_id": "call_0_0", "name": "code", "content": [
+        {"type": "text", "text": '{"result": "crop.png", "type": "code"}'}, {"type": "image", "image": str(crop.path)}]}
+    assert msgs[4] == {"role": "assistant", "content": "<think>done</think><answer>red</answer>"}
 
 
-def test_build_messages_ends_with_the_assistant_after_a_tool_step_and_closes_cut_calls(pictures):
-    image, _ = pictures
+def test_build_messages_ends_with_a_tool_message_after_a_tool_step_and_closes_cut_calls(pictures):
     text = '<think>x</think><tool_call>{"name": "text_search", "arguments": {"queries": ["q"]}}'
     step = ModelStep(0, text, segments=D.parse(text + "</tool_call>"))
     msgs = D.build_messages("", "Q", [], [step, ToolStep(1, step.calls[0], Observation(text="r"))])
-    assert [m["role"] for m in msgs] == ["user", "assistant"]
-    assert msgs[-1]["content"] == [{"type": "text", "text": text + '</tool_call><observation>{"result": "r", '
-                                                                   '"type": "text_search"}</observation>'}]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool"]
+    assert msgs[1]["content"] == text + "</tool_call>"
+    assert msgs[2]["content"] == [{"type": "text", "text": '{"result": "r", "type": "text_search"}'}]
 
 
-def test_note_step_is_a_user_message_and_the_model_starts_a_new_turn():
+def test_a_continued_turn_extends_its_assistant_message():
+    msgs = D.build_messages("", "Q", [], [ModelStep(0, "<think>a long", finish_reason="length"),
+                                          ModelStep(1, " thought</think><answer>4</answer>")])
+    assert msgs[-1] == {"role": "assistant", "content": "<think>a long thought</think><answer>4</answer>"}
+
+
+def test_note_step_is_a_system_message_so_templates_keep_earlier_reasoning():
     steps = [ModelStep(0, "no tags here"), NoteStep(1, "Use <answer> tags.", "nudge"),
              NoteStep(2, "Second note."), ModelStep(3, "<answer>4</answer>")]
     msgs = D.build_messages("S", "Q", [], steps)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
-    assert msgs[3]["content"] == [{"type": "text", "text": "Use <answer> tags.\n\nSecond note."}]
-    assert msgs[4]["content"] == [{"type": "text", "text": "<answer>4</answer>"}]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "system", "system", "assistant"]
+    assert msgs[3]["content"] == [{"type": "text", "text": "Use <answer> tags."}]
+    assert msgs[5]["content"] == "<answer>4</answer>"
 
 
 def test_an_error_is_shown_once():
     call = ToolCall("web_visit", {"urls": ["x"]})
     same = D.render_observation(call, Observation(text="refused: x", error="refused: x"))
-    assert same[0]["text"] == '<observation>{"result": "Error: refused: x", "type": "web_visit"}'
+    assert same[0]["text"] == '{"result": "Error: refused: x", "type": "web_visit"}'
     inside = D.render_observation(call, Observation(text="Traceback...\nValueError: bad", error="ValueError: bad"))
-    assert inside[0]["text"] == '<observation>{"result": "Traceback...\\nValueError: bad", "type": "web_visit"}'
+    assert inside[0]["text"] == '{"result": "Traceback...\\nValueError: bad", "type": "web_visit"}'

@@ -229,25 +229,36 @@ def test_hosted_reply_errors(tmp_path: Path, doc: dict[str, Any], phrase: str) -
 
 def test_openai_export_inlines_images_in_order_as_data_urls(traj: Trajectory) -> None:
     messages = to_openai(traj)
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
-    urls = [p["image_url"]["url"] for m in messages for p in m["content"] if p["type"] == "image_url"]
+    assert [m["role"] for m in messages] == ["system", "user"] + ["assistant", "user"] * 3 + ["system", "assistant"]
+    parts = [p for m in messages if isinstance(m["content"], list) for p in m["content"]]
+    urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
     assert [base64.b64decode(u.split(",", 1)[1]) for u in urls] == image_bytes(traj)
     assert all(u.startswith("data:image/png;base64,") for u in urls)
-    assert all(p["type"] in ("text", "image_url") for m in messages for p in m["content"])
-    last = messages[-1]["content"][-1]["text"]
-    assert last.endswith(traj.steps[-1].text)  # the final turn, as written
-    crop_turn = messages[2]["content"]
-    assert crop_turn[0]["text"].endswith('<observation>{"result": "crop.png", "type": "code"}')
-    assert crop_turn[1]["type"] == "image_url" and crop_turn[2]["text"].startswith("</observation>")
+    assert all(p["type"] in ("text", "image_url") for p in parts)
+    # the OpenAI API takes images only in user messages, and assistant messages as text
+    assert all(isinstance(m["content"], str) for m in messages if m["role"] == "assistant")
+    assert messages[-1]["content"] == traj.steps[-1].text  # the final turn, as written
+    crop_result = messages[3]["content"]
+    assert crop_result[0]["text"] == '<tool_response>\n{"result": "crop.png", "type": "code"}'
+    assert crop_result[1]["type"] == "image_url" and crop_result[2]["text"] == "\n</tool_response>"
     line = json.loads(export_text([traj, traj], "openai").splitlines()[1])
     assert line == {"messages": messages}
 
 
+@pytest.mark.parametrize("fmt", ["openai", "hf", "sharegpt"])
+def test_a_json_file_is_one_array_and_a_jsonl_file_json_lines(traj: Trajectory, tmp_path: Path, fmt: str) -> None:
+    as_array = json.loads(export([traj, traj], fmt, tmp_path / f"{fmt}.json").read_text(encoding="utf-8"))
+    lines = export([traj, traj], fmt, tmp_path / f"{fmt}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert isinstance(as_array, list) and len(as_array) == 2 == len(lines)
+    assert [json.loads(line) for line in lines] == as_array
+
+
 def test_exports_are_the_context_of_the_last_turn_plus_its_text(traj: Trajectory) -> None:
-    before = traj.context_at(traj.steps[-1].index)  # ends with the budget note, a user message
+    before = traj.context_at(traj.steps[-1].index)  # ends with the budget note, a system message
     after = to_hf(traj)
-    assert after[:-1] == [{**m, "content": [_abs(p) for p in m["content"]]} for m in before]
-    assert after[-1] == {"role": "assistant", "content": [{"type": "text", "text": traj.steps[-1].text}]}
+    assert after[:-1] == [m if isinstance(m["content"], str) else {**m, "content": [_abs(p) for p in m["content"]]}
+                          for m in before]
+    assert after[-1] == {"role": "assistant", "content": traj.steps[-1].text}
 
 
 def _abs(part: dict[str, Any]) -> dict[str, Any]:

@@ -204,3 +204,10 @@ def test_import_is_light() -> None:
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing r1v4_nb pulled in: {out.stdout.strip()}"
+
+
+def test_inference_never_imports_training() -> None:
+    """Loading a model with an adapter must not pull in the training package (LoRA lives in models/)."""
+    bad = [f"{f.relative_to(PKG)} imports {name}" for f in _files("models", "agent.py", "dialects", "messages.py")
+           for name in _imports(f) if name.startswith("r1v4_nb.train")]
+    assert not bad, bad

@@ -18,6 +18,14 @@ def parse(text: str):
     return run(TagParser(TAGS), [text])[0]
 
 
+def parse_chunked(text: str, size: int):
+    p = TagParser(TAGS)
+    for i in range(0, len(text), size):
+        p.feed(text[i:i + size])
+    p.finish()
+    return p.segments
+
+
 @settings(max_examples=150, deadline=None)
 @given(text=st.one_of(soup, st.just(TRANSCRIPT)), cut=cuts, as_bytes=st.booleans())
 def test_result_does_not_depend_on_chunking(text, cut, as_bytes):
@@ -84,8 +92,27 @@ def test_quote_after_the_json_object_does_not_swallow_the_closing_tag():
 
 
 def test_unknown_tags_and_stray_closers_are_text():
-    segs = parse("a <b>bold</b> </think> <thinking> c")
-    assert [(s.kind, s.text) for s in segs] == [("text", "a <b>bold</b> </think> <thinking> c")]
+    segs = parse("a <b>bold</b> </answer> <thinking> c")
+    assert [(s.kind, s.text) for s in segs] == [("text", "a <b>bold</b> </answer> <thinking> c")]
+
+
+def test_output_that_begins_inside_a_prompt_opened_think_is_thinking():
+    """Qwen3-VL Thinking's generation prompt ends in '<think>\\n': the model writes no opening tag."""
+    text = 'The sign is small.\n</think>\n\n<tool_call>{"name": "code", "arguments": {"code": "x"}}</tool_call>'
+    for chunks in (1, 3, len(text)):
+        segs = parse_chunked(text, chunks)
+        assert [(s.kind, s.text) for s in segs][:1] == [("think", "The sign is small.")]
+        assert segs[0].note.startswith("thinking opened by the prompt") and segs[1].call.name == "code"
+
+
+def test_a_closing_think_written_as_an_opener_reads_as_thinking():
+    for text in ("</think>crop first</think><answer>4</answer>", "</think>crop first<answer>4</answer>",
+                 '<answer>4</answer></think>second'):
+        for chunks in (1, 2, len(text)):
+            segs = parse_chunked(text, chunks)
+            think = next(s for s in segs if s.kind == "think")
+            assert think.note == "</think> written as an opener" and think.text in ("crop first", "second")
+            assert [s.text for s in segs if s.kind == "answer"] == ["4"]
 
 
 def test_tags_do_not_nest():

@@ -7,11 +7,11 @@ from train_support import written
 
 from r1v4_nb.dialects import get_dialect
 from r1v4_nb.dialects.render import completed_text
+from r1v4_nb.messages import chat_text
 from r1v4_nb.records import ModelStep
 from r1v4_nb.train.data import (
     IGNORE_INDEX,
     RenderError,
-    chat_text,
     collate,
     format_mask,
     render_example,
@@ -63,7 +63,7 @@ def test_tokens_match_the_processor_and_every_image_gets_its_count(trajs, proces
         d = get_dialect("r1v4")
         h = traj.header
         messages = d.build_messages(h.system_prompt, h.question, h.images, traj.steps)
-        text = chat_text(processor, messages, prompt=False)
+        text = chat_text(processor, messages)
         paths = [p["image"] for m in messages if not isinstance(m["content"], str)
                  for p in m["content"] if p.get("type") == "image"]
         produced = [im for s in traj.tool_steps for im in s.observation.images]
@@ -110,8 +110,9 @@ def test_a_template_that_rewrites_model_text_is_refused(trajs, processor):
     import copy
 
     bad = copy.copy(processor)
-    bad.chat_template = processor.chat_template.replace("{{ item['text'] }}",
-                                                        "{{ item['text'] | replace('<think>', '<think> ') }}")
+    bad.chat_template = processor.chat_template.replace(
+        "{{ render(message['content']) }}", "{{ render(message['content']) | replace('<think>', '<think> ') }}")
+    assert bad.chat_template != processor.chat_template
     with pytest.raises(RenderError, match="model step 0: the chat template rewrites"):
         render_example(trajs[0], bad)
 

@@ -57,7 +57,7 @@ def run(path, examples, tmp_path, quantization=None, **over):
     ("moe", "4bit", ["attention", "experts"], 1e-2),
 ])
 def test_loss_falls(which, quant, targets, lr, examples, tiny_moe_path, tiny_dense_path, tmp_path):
-    from r1v4_nb.train.lora import QuantizedExpertsLora
+    from r1v4_nb.models.lora import QuantizedExpertsLora
 
     path = tiny_dense_path if which == "dense" else tiny_moe_path
     before, after, result, trainer = run(path, examples, tmp_path, quant, targets=targets, learning_rate=lr)
@@ -72,13 +72,13 @@ def test_loss_falls(which, quant, targets, lr, examples, tiny_moe_path, tiny_den
 
 
 def greedy(model, processor, trajs) -> list[int]:
-    from r1v4_nb.train.data import chat_text
+    from r1v4_nb.messages import chat_prompt
 
     t = trajs[0]
     from r1v4_nb.dialects import get_dialect
 
     msgs = get_dialect("r1v4").build_messages(t.header.system_prompt, t.header.question, [], [])
-    ids = processor.tokenizer(chat_text(processor, msgs, prompt=True), return_tensors="pt")["input_ids"]
+    ids = processor.tokenizer(chat_prompt(processor, msgs), return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(input_ids=ids, max_new_tokens=12, do_sample=False)
     return out[0, ids.shape[1]:].tolist()

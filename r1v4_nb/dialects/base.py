@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..images import Image
+from ..messages import Message, image_part, text_part
 from ..records import Observation, Segment, Step, ToolCall
-
-Message = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class Dialect(ABC):
 
     @abstractmethod
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
-        """Content parts (text and image parts) that put one tool result back into the context."""
+        """The content (text and image parts) of the `tool` message that gives one result back to the model."""
 
     @abstractmethod
     def build_messages(self, system: str, question: str, images: Sequence[Image],
@@ -93,9 +92,4 @@ class Dialect(ABC):
         """The context after `steps`. If the last message is the assistant's, the model continues it."""
 
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def image_part(image: Image) -> dict[str, Any]:
-    return {"type": "image", "image": str(image.path)}
+__all__ = ["Dialect", "Message", "Parser", "SegmentEvent", "image_part", "text_part"]

@@ -6,7 +6,8 @@
     ```
     </code><sandbox_output>...</sandbox_output><think>...</think><answer>...</answer>
 
-Like R1V4, results continue the assistant message. `<tool_call>` is accepted for
+Messages are built as in R1V4: each result is a `tool` message (the
+`<sandbox_output>` tag is parsed in transcripts written that way). `<tool_call>` is accepted for
 tools other than code (deepresearch mode), so its closing tag is a stop string
 too; `</answer>` stops the model from writing on after its answer.
 """
@@ -50,5 +51,4 @@ class FencedDialect(R1V4Dialect):
         return prompts.build_system_prompt(mode, specs, fmt)
 
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
-        return [text_part(f"<sandbox_output>{result_text(observation)}"),
-                *(image_part(im) for im in observation.images), text_part("</sandbox_output>")]
+        return [text_part(result_text(observation)), *(image_part(im) for im in observation.images)]

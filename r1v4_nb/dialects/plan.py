@@ -150,9 +150,9 @@ class PlanDialect(Dialect):
         ctx = Context(system, question, images)
         for step in steps:
             if isinstance(step, ModelStep):
-                ctx.add("assistant", [text_part(step.text)])
+                ctx.model(step.text)
             elif isinstance(step, ToolStep):
-                ctx.add("user", self.render_observation(step.call, step.observation), sep="\n\n")
+                ctx.user(self.render_observation(step.call, step.observation))
             elif isinstance(step, NoteStep):
-                ctx.add("user", [text_part(step.text)], sep="\n\n")
+                ctx.note(step.text)
         return ctx.messages

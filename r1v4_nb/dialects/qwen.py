@@ -5,8 +5,9 @@
     {"name": ..., "arguments": {...}}
     </tool_call>
 
-The result comes back in a new user message as `<tool_response>...</tool_response>`
-(with its images inside), and the model answers in a new assistant turn.
+The result comes back as a `tool` message (with its images), which the chat
+template renders as `<tool_response>...</tool_response>` in a user turn, and
+the model answers in a new assistant turn.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ class QwenDialect(Dialect):
                                                                                    example_args=args))
 
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
-        return [text_part(f"<tool_response>\n{result_text(observation)}"),
-                *(image_part(im) for im in observation.images), text_part("\n</tool_response>")]
+        return [text_part(result_text(observation)), *(image_part(im) for im in observation.images)]
 
     def build_messages(self, system: str, question: str, images: Sequence[Image],
                        steps: Sequence[Step]) -> list[Message]:
@@ -55,10 +55,10 @@ class QwenDialect(Dialect):
         closers = {"tool_call": "</tool_call>"}
         for step in steps:
             if isinstance(step, ModelStep):
-                ctx.add("assistant", [text_part(completed_text(step, closers))])
+                ctx.model(completed_text(step, closers))
             elif isinstance(step, ToolStep):
-                ctx.add("user", self.render_observation(step.call, step.observation), sep="\n")
+                ctx.tool(step.call, self.render_observation(step.call, step.observation))
             elif isinstance(step, NoteStep):
-                ctx.add("user", [text_part(step.text)], sep="\n\n")
+                ctx.note(step.text)
         return ctx.messages
 

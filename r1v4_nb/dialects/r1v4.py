@@ -4,9 +4,12 @@
     <observation>{"result": ..., "type": NAME}</observation>
     <think>...</think><answer>...</answer>
 
-`<code>source</code>` is accepted as a call of the code tool. Tool results go
-back into the same assistant message, so the backend continues it after each
-observation. docs/dialects.md has the exact bytes.
+`<code>source</code>` is accepted as a call of the code tool. The hosted R1V4
+API writes observations inline in one assistant stream; a model run here gets
+each result as a `tool` message holding that JSON payload and its images, which
+Qwen3-VL's chat templates render as a `<tool_response>` block (an inline
+observation cannot survive a real template: it keeps only the text around
+`</think>`). docs/dialects.md has the exact bytes.
 """
 
 from __future__ import annotations
@@ -56,17 +59,16 @@ class R1V4Dialect(Dialect):
 
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
         payload = json.dumps({"result": result_text(observation), "type": call.name}, ensure_ascii=False)
-        return [text_part(f"<observation>{payload}"), *(image_part(im) for im in observation.images),
-                text_part("</observation>")]
+        return [text_part(payload), *(image_part(im) for im in observation.images)]
 
     def build_messages(self, system: str, question: str, images: Sequence[Image],
                        steps: Sequence[Step]) -> list[Message]:
         ctx = Context(system, question, images)
         for step in steps:
             if isinstance(step, ModelStep):
-                ctx.add("assistant", [text_part(completed_text(step, self.closers))])
+                ctx.model(completed_text(step, self.closers))
             elif isinstance(step, ToolStep):
-                ctx.add("assistant", self.render_observation(step.call, step.observation))
+                ctx.tool(step.call, self.render_observation(step.call, step.observation))
             elif isinstance(step, NoteStep):
-                ctx.add("user", [text_part(step.text)], sep="\n\n")
+                ctx.note(step.text)
         return ctx.messages

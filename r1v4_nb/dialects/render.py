@@ -1,8 +1,8 @@
 """Building chat contexts from steps: the pieces the dialects share.
 
-`Context` appends content parts to a message list, continuing the last message
-when the role is the same and merging adjacent text parts, so every dialect's
-`build_messages` is a short loop over the steps.
+`Context` builds a message list in the project's one mapping of a run onto chat
+messages (see `r1v4_nb.messages`), so every dialect's `build_messages` is a
+short loop over the steps.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..images import Image
-from ..records import ModelStep, Observation
-from .base import Message, image_part, text_part
+from ..messages import Message, image_part, text_part
+from ..records import ModelStep, Observation, ToolCall
 
 
 def result_text(observation: Observation) -> str:
@@ -49,33 +49,56 @@ def completed_text(step: ModelStep, closers: dict[str, str]) -> str:
 
 
 class Context:
-    """A message list under construction."""
+    """A message list under construction, in the mapping `r1v4_nb.messages` describes.
+
+    Each model turn is an assistant message of its own (a turn continued after a token limit or a
+    stop string inside a segment extends the same message); each tool result is a `tool` message
+    with its images; a note to the model is a system message.
+    """
 
     def __init__(self, system: str, question: str, images: Sequence[Image]):
         self.messages: list[Message] = []
         if system:
-            self.add("system", [text_part(system)])
-        self.add("user", [image_part(im) for im in images] + [text_part(question)])
+            self.messages.append({"role": "system", "content": [text_part(system)]})
+        self.messages.append({"role": "user", "content": [*(image_part(im) for im in images), text_part(question)]})
 
     @property
     def last_role(self) -> str | None:
         return self.messages[-1]["role"] if self.messages else None
 
-    def add(self, role: str, parts: Sequence[dict[str, Any]], *, new: bool = False, sep: str = "") -> None:
-        """Append parts to the last message if it has `role` (and not `new`), else start a message.
+    def model(self, text: str) -> None:
+        """A model turn, as written (continuing the assistant message it extends)."""
+        if self.last_role == "assistant":
+            self.messages[-1]["content"] += text
+        elif text:
+            self.messages.append({"role": "assistant", "content": text})
 
-        `sep` goes between the existing content and the new parts when a message is continued.
-        """
-        parts = [p for p in parts if p.get("type") != "text" or p.get("text")]
-        if not parts:
-            return
-        if new or self.last_role != role:
-            self.messages.append({"role": role, "content": []})
-        elif sep:
-            parts = [text_part(sep), *parts]
-        content = self.messages[-1]["content"]
-        for part in parts:
-            if part.get("type") == "text" and content and content[-1].get("type") == "text":
-                content[-1] = text_part(content[-1]["text"] + part["text"])
-            else:
-                content.append(dict(part))
+    def tool(self, call: ToolCall, parts: Sequence[dict[str, Any]]) -> None:
+        """One tool result with its images, answering `call`."""
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _merged(parts)})
+
+    def user(self, parts: Sequence[dict[str, Any]]) -> None:
+        """A user message (plan feedback), merged into a user message just before it."""
+        if self.last_role == "user":
+            self.messages[-1]["content"] = _merged([*self.messages[-1]["content"], text_part("\n\n"), *parts])
+        else:
+            self.messages.append({"role": "user", "content": _merged(parts)})
+
+    def note(self, text: str) -> None:
+        """A note to the model (a budget warning). A system message is not a new user query, so real
+        templates keep the reasoning of the turns before it."""
+        self.messages.append({"role": "system", "content": [text_part(text)]})
+
+
+def _merged(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Parts with empty text dropped and adjacent text parts joined."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if part.get("type") == "text":
+            if not part.get("text"):
+                continue
+            if out and out[-1].get("type") == "text":
+                out[-1] = text_part(out[-1]["text"] + part["text"])
+                continue
+        out.append(dict(part))
+    return out

@@ -10,7 +10,12 @@ chunking.
 Rules (docs/dialects.md has the full story):
 
 - Outside tags, text is a `text` segment; whitespace-only text between tags is
-  dropped. Unknown tags and stray closing tags stay literal text.
+  dropped. Unknown tags and stray closing tags stay literal text, except a
+  stray `</think>`: after text that opens the output it closes thinking that
+  the prompt opened (Qwen3-VL Thinking's generation prompt ends in `<think>`,
+  so the model writes no opening tag), and elsewhere it is read as an opener
+  written by mistake, ending at `</think>` or at the next tag. Both carry a
+  `note` on the segment.
 - Inside a tag only its own closing tag ends it (no nesting, no implicit close).
 - A `json` body (tool calls) tracks JSON strings: a closing tag inside a JSON
   string is part of the string, which is what makes a stop string cut inside
@@ -157,6 +162,10 @@ class TagParser(Parser):
         self._text: list[str] | None = None  # None: no text segment open
         self._ws: list[str] = []  # leading whitespace not yet known to start a text segment
         self._finished = False
+        self._think = next((t for t in tags if t.kind == "think" and t.body == "text"), None)
+        self._loose = False  # the open think segment was opened by a stray </think>
+        self._any_prefixes = self._opener_prefixes | _prefixes([t.closer for t in tags])
+        self._max_tag = max([len(t.closer) for t in tags] + [self._max_opener])
 
     # -- Parser API -------------------------------------------------------------------------------
 
@@ -228,18 +237,36 @@ class TagParser(Parser):
                 return len(buf)
             if j > i:
                 self._emit_text(buf[i:j])
-            end = buf.find(">", j, j + self._max_opener)
+            end = buf.find(">", j, j + self._max_tag)
             if end != -1:
                 tag = self._tags.get(buf[j:end + 1])
                 if tag is not None:
                     self._open_tag(tag)
                     return end + 1
-            elif not final and len(buf) - j < self._max_opener and buf[j:] in self._opener_prefixes:
+                if self._think is not None and buf[j:end + 1] == self._think.closer:
+                    self._stray_think_closer()
+                    return end + 1
+            elif not final and len(buf) - j < self._max_tag and buf[j:] in self._any_prefixes:
                 return ~j
             self._emit_text("<")
             i = j + 1
 
+    def _stray_think_closer(self) -> None:
+        """A `</think>` with no think open: the end of prompt-opened thinking, or a mistaken opener."""
+        assert self._think is not None
+        if self._text is not None and not self._done:
+            body = "".join(self._text)
+            self._text, self._ws = None, []
+            seg = Segment(self._think.kind, body.strip(), note="thinking opened by the prompt (no <think> written)")
+            self._done.append(seg)
+            self._event(SegmentEvent(self._think.kind, "close", segment=seg))
+            return
+        self._open_tag(self._think)
+        self._loose = True
+
     def _scan_plain(self, buf: str, i: int, final: bool) -> int:
+        if self._loose:
+            return self._scan_loose(buf, i, final)
         closer = self._closer
         k = buf.find(closer, i)
         if k != -1:
@@ -249,6 +276,28 @@ class TagParser(Parser):
         hold = self._held_closer(buf, i, final)
         self._emit_body(buf[i:hold])
         return hold if hold == len(buf) else ~hold
+
+    def _scan_loose(self, buf: str, i: int, final: bool) -> int:
+        """The body of a think opened by a stray `</think>`: it ends at `</think>` or before any opener."""
+        k = buf.find("<", i)
+        while k != -1:
+            end = buf.find(">", k, k + self._max_tag)
+            if end != -1:
+                word = buf[k:end + 1]
+                if word == self._closer:
+                    self._emit_body(buf[i:k])
+                    self._close_tag(closed=True)
+                    return end + 1
+                if word in self._tags:
+                    self._emit_body(buf[i:k])
+                    self._close_tag(closed=True)
+                    return k
+            elif not final and len(buf) - k < self._max_tag and buf[k:] in self._any_prefixes:
+                self._emit_body(buf[i:k])
+                return ~k
+            k = buf.find("<", k + 1)
+        self._emit_body(buf[i:])
+        return len(buf)
 
     def _held_closer(self, buf: str, i: int, final: bool) -> int:
         """Where a possible partial closing tag at the end of `buf[i:]` starts (len(buf) if none)."""
@@ -349,8 +398,9 @@ class TagParser(Parser):
             call = parse_tool_call(body)
         elif tag.body == "code":
             call = code_call(body)
-        seg = Segment(tag.kind, body.strip(), call, closed)
-        self._tag, self._body = None, []
+        note = "</think> written as an opener" if self._loose else ""
+        seg = Segment(tag.kind, body.strip(), call, closed, note)
+        self._tag, self._body, self._loose = None, [], False
         self._done.append(seg)
         self._event(SegmentEvent(tag.kind, "close", segment=seg))
 

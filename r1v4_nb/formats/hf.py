@@ -13,6 +13,7 @@ from typing import Any
 
 from ..dialects import Dialect
 from ..errors import UsageError
+from ..messages import image_paths
 from ..trajectory import Trajectory
 from ._common import load_dialect
 
@@ -27,12 +28,6 @@ def to_hf(traj: Trajectory, images: str = "path", dialect: str | Dialect | None 
     d = load_dialect(dialect or h.dialect)
     messages = d.build_messages(h.system_prompt, h.question, h.images, traj.steps)
     return [{**m, "content": _content(m["content"], images)} for m in messages]
-
-
-def image_paths(messages: list[dict[str, Any]]) -> list[str]:
-    """The images of `messages` in the order they appear (the order a processor consumes them)."""
-    return [p["image"] for m in messages if not isinstance(m["content"], str)
-            for p in m["content"] if p.get("type") == "image"]
 
 
 def to_hf_record(traj: Trajectory) -> dict[str, Any]:

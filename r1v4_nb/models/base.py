@@ -7,8 +7,8 @@ paths::
                                  {"type": "text", "text": "What is this?"}]}
 
 When the last message has role "assistant", the backend continues that message
-(no new generation prompt): that is how dialects which put observations inline
-in the assistant stream (R1V4) resume after a tool result.
+(no new generation prompt): a turn cut by the token limit, or by a stop string
+inside a segment, goes on. `r1v4_nb.messages` has how a run maps onto messages.
 
 A backend stops at any of the `stop` strings and does not include the stop
 string in its output (OpenAI semantics); the agent asks the dialect to close
@@ -57,11 +57,16 @@ class Usage:
 
 @dataclass
 class Delta:
-    """A piece of streamed output. The last one has `finish_reason` (stop, length, cancelled) and `usage`."""
+    """A piece of streamed output. The last one has `finish_reason` (stop, length, cancelled) and `usage`.
+
+    `prompted` marks text the prompt wrote, not the model: the opening of the turn that a chat
+    template's generation prompt puts there (`<think>\\n`). It is part of the turn's recorded text.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    prompted: bool = False
 
 
 @runtime_checkable

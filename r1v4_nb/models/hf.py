@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..messages import MessageError, chat_prompt, expand_images, image_paths, rewritten_turns, turn_opening
 from .base import Delta, GenerationSettings, ModelError, Usage
 
 log = logging.getLogger(__name__)
@@ -244,23 +245,12 @@ def _attach_adapter(model: Any, adapter: str | Path) -> Any:
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").exists():
         raise ModelError(f"no LoRA adapter at {adapter} (adapter_config.json missing); pass the folder a training run saved")
-    from ..train.lora import load_adapter  # also loads LoRA on 4-bit fused experts, which peft alone cannot
+    from .lora import load_adapter  # also loads LoRA on 4-bit fused experts, which peft alone cannot
 
     return load_adapter(model, path)
 
 
 # ----------------------------------------------------------------------------- generation
-
-
-def _images_of(messages: list[dict[str, Any]]) -> list[str]:
-    paths = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            for item in content:
-                if item.get("type") == "image" or "image" in item:
-                    paths.append(str(item.get("image") or item.get("path") or item.get("url")))
-    return paths
 
 
 def _file_hash(path: str) -> str:
@@ -294,6 +284,7 @@ class HFModel:
     _cached: _Cached | None = field(default=None, repr=False)
     _pixel_cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _warned_rewrite: bool = field(default=False, repr=False)
 
     @property
     def reuse_supported(self) -> tuple[bool, str]:
@@ -335,23 +326,22 @@ class HFModel:
         with each image preprocessed once per content rather than once per turn."""
         import torch
 
-        cont = bool(messages) and messages[-1].get("role") == "assistant"
-        text = self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=not cont, continue_final_message=cont
-        )
-        paths = _images_of(messages)
+        try:
+            text = chat_prompt(self.processor, messages)
+        except MessageError as exc:
+            raise ModelError(str(exc)) from None
+        self._check_history(text, messages)
+        paths = image_paths(messages)
         for p in paths:
             if not Path(p).exists():
                 raise ModelError(f"image {p} not found; messages must reference local image files")
-        pad = self.processor.image_token
-        pieces = text.split(pad)
-        if len(pieces) - 1 != len(paths):
-            raise ModelError(f"the chat template placed {len(pieces) - 1} images but the messages hold {len(paths)}")
         merge = self.processor.image_processor.merge_size ** 2
         encoded = [self._pixels(p) for p in paths]
-        expanded = pieces[0]
-        for (_h, _pv, grid), rest in zip(encoded, pieces[1:], strict=True):
-            expanded += pad * (int(grid.prod()) // merge) + rest
+        try:
+            expanded = expand_images(text, self.processor.image_token,
+                                     [int(grid.prod()) // merge for _h, _pv, grid in encoded])
+        except MessageError as exc:
+            raise ModelError(str(exc)) from None
         ids_t = self.processor.tokenizer(expanded, return_tensors="pt")["input_ids"]
         image_id = self.model.config.image_token_id
         inputs: dict[str, Any] = {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t)}
@@ -371,6 +361,26 @@ class HFModel:
             else:
                 keys.append(t)
         return inputs, keys
+
+    def _check_history(self, text: str, messages: list[dict[str, Any]]) -> None:
+        """Warn (once per model) when the chat template drops or rewrites text the model wrote earlier."""
+        bad = rewritten_turns(text, messages[:-1] if messages and messages[-1].get("role") == "assistant"
+                              else messages)
+        if bad and not self._warned_rewrite:
+            self._warned_rewrite = True
+            warnings.warn(f"the chat template of {self.name} rewrites earlier model turns (messages {bad}): the "
+                          "model sees a history that differs from the recording; a Qwen3-VL Thinking template "
+                          "keeps a turn verbatim only as '<think>\\n...\\n</think>\\n\\n...'", stacklevel=3)
+
+    def turn_opening(self, messages: list[dict[str, Any]]) -> str:
+        """The text the generation prompt opens the next turn with ('' when `messages` end in a turn being
+        continued); the turn is recorded starting with it."""
+        if messages and messages[-1].get("role") == "assistant":
+            return ""
+        try:
+            return turn_opening(self.processor, messages)
+        except MessageError as exc:
+            raise ModelError(str(exc)) from None
 
     def _positions(self, inputs: Any):
         import torch
@@ -413,6 +423,7 @@ class HFModel:
 
     def _stream(self, messages, stop, settings, cancel) -> Iterator[Delta]:
         t0 = time.perf_counter()
+        opening = self.turn_opening(messages)
         inputs, keys = self._encode(messages)
         ids = inputs["input_ids"]
         image_id = self.model.config.image_token_id
@@ -459,6 +470,8 @@ class HFModel:
             "prompt_tokens": len(flat), "reused_tokens": start, "prefilled_tokens": len(flat) - start,
             "prefix_reuse": "on" if reuse else (why or "off"), "started": t0,
         }
+        if opening:  # a thinking template's opened '<think>': the turn starts inside it
+            yield Delta(text=opening, prompted=True)
         yield from self._generate(fwd, flat, keys, cache, positions, stop, settings, cancel)
 
     def _generate(self, fwd, flat, keys, cache, positions, stop, settings, cancel) -> Iterator[Delta]:

@@ -9,17 +9,15 @@ first token arrives; after that a failure is an error (the text is already out).
 
 from __future__ import annotations
 
-import base64
 import json
-import mimetypes
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..messages import MessageError, to_openai
 from .base import Delta, GenerationSettings, ModelError, Usage, cut_at_stop
 
 R1V4_MODELS = ("skywork/r1v4-lite",)
@@ -28,31 +26,12 @@ R1V4_API_KEY_ENV = "SKYWORK_API_KEY"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-def data_url(path: str | Path) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"image {path} not found; messages must reference local image files")
-    mime = mimetypes.guess_type(p.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode('ascii')}"
-
-
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """HF-shape messages (images as local paths) to OpenAI chat messages (images as data URLs)."""
-    out = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            parts = []
-            for item in content:
-                if item.get("type") == "image" or "image" in item:
-                    parts.append({"type": "image_url", "image_url": {"url": data_url(item["image"])}})
-                elif item.get("type") == "image_url":
-                    parts.append(item)
-                else:
-                    parts.append({"type": "text", "text": item.get("text", "")})
-            content = parts
-        out.append({"role": m["role"], "content": content})
-    return out
+    try:
+        return to_openai(messages)
+    except MessageError as exc:
+        raise ModelError(str(exc)) from None
 
 
 @dataclass

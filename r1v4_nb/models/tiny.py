@@ -28,24 +28,30 @@ TAG_TOKENS = [
     "<observation>", "</observation>", "<code>", "</code>", "<tool_response>", "</tool_response>",
 ]
 
-# Images may sit in any role's content (R1V4 puts code results inline in the
-# assistant turn). Text is rendered verbatim so `continue_final_message` can cut
-# the prompt right after the last message's text.
+# Shaped like Qwen3-VL's templates (tool results become `<tool_response>` blocks in a user turn, the
+# system prompt first, `reasoning_content` rendered as a think block) but with assistant text kept
+# verbatim, so the tiny models test the message mapping without a template's rewriting.
 CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}"
-    "{{ message['content'] }}"
-    "{%- else -%}"
-    "{%- for item in message['content'] -%}"
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{ content }}{%- else -%}"
+    "{%- for item in content -%}"
     "{%- if item['type'] == 'image' or 'image' in item or 'image_url' in item -%}"
     "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif item['type'] == 'text' -%}"
-    "{{ item['text'] }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'tool' -%}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' -%}{{ '<|im_start|>user' }}{%- endif -%}"
+    "{{ '\\n<tool_response>\\n' }}{{ render(message['content']) }}{{ '\\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' -%}{{ '<|im_end|>\\n' }}{%- endif -%}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' and message['reasoning_content'] is string -%}"
+    "{{ '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
     "{%- endif -%}"
-    "{%- endfor -%}"
+    "{{ render(message['content']) }}{{ '<|im_end|>\\n' }}"
     "{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
@@ -135,8 +141,12 @@ def make_tiny_model(
     hidden: int = 64,
     layers: int = 2,
     vocab_size: int = 512,
+    chat_template: str | None = None,
 ) -> Path:
-    """Write a random Qwen3-VL(-MoE) model folder (weights, config, tokenizer, processor) and return its path."""
+    """Write a random Qwen3-VL(-MoE) model folder (weights, config, tokenizer, processor) and return its path.
+
+    `chat_template` replaces our template (e.g. with the one a Qwen3-VL release ships), so the same tiny
+    model tests how a real template renders our contexts."""
     from ..errors import UsageError
 
     if hidden % 64:
@@ -173,13 +183,15 @@ def make_tiny_model(
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.bos_token_id = None
     model.save_pretrained(out)
-    processor = make_processor(tokenizer)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    processor = make_processor(tokenizer, chat_template=chat_template)
     processor.save_pretrained(out)
     (out / "r1v4_tiny.json").write_text(json.dumps({"moe": moe, "seed": seed, "hidden": hidden, "layers": layers}))
     return out
 
 
-def make_processor(tokenizer, min_pixels: int = 32 * 32, max_pixels: int = 256 * 256):
+def make_processor(tokenizer, min_pixels: int = 32 * 32, max_pixels: int = 256 * 256, chat_template: str | None = None):
     """A Qwen3-VL processor over the PIL image processor (no torchvision, no video processor)."""
     from transformers import Qwen2VLImageProcessorPil
 
@@ -191,4 +203,4 @@ def make_processor(tokenizer, min_pixels: int = 32 * 32, max_pixels: int = 256 *
         merge_size=2,
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
     )
-    return build_processor(image_processor, tokenizer, CHAT_TEMPLATE)
+    return build_processor(image_processor, tokenizer, chat_template or CHAT_TEMPLATE)

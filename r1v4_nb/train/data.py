@@ -1,12 +1,12 @@
 """Trajectories to training examples, rendered exactly as the agent saw them.
 
 A trajectory is rendered through its dialect's `build_messages` (the function
-the agent calls at run time) and the model's own chat template. The loss mask
-comes from rendering the conversation incrementally: for every model turn k,
-the prompt the backend sent (`P_k`: the context before the turn, continued or
-with a generation prompt) and the context right after the turn (`R_k`) are
-both prefixes of the full rendering, so the turn's text is exactly
-`full[len(P_k):len(R_k)]`. Anything else (system, question, observations,
+the agent calls at run time), the model's own chat template and
+`r1v4_nb.messages.chat_prompt` (the function the backends feed the model
+with). The loss mask comes from rendering the conversation incrementally: for
+every model turn k, the prompt the backend sent (`P_k`) and the context right
+after the turn (`R_k`) are both prefixes of the full rendering, so the turn's
+text is exactly `full[len(P_k):len(R_k)]`. Anything else (system, question, observations,
 notes, image tokens) is masked. The text is then tokenized in chunks cut at
 those boundaries, so no token straddles a masked and an unmasked span, and
 each image placeholder is expanded to the number of tokens the image processor
@@ -23,7 +23,8 @@ from typing import Any
 
 from ..dialects import Dialect, get_dialect
 from ..errors import R1V4Error, UsageError
-from ..records import ModelStep
+from ..messages import Message, MessageError, chat_prompt, chat_text, expand_images, image_paths
+from ..records import ModelStep, Step
 from ..trajectory import Trajectory, read
 
 IGNORE_INDEX = -100
@@ -62,35 +63,21 @@ class Example:
         return len(self.image_tokens)
 
 
-def chat_text(processor: Any, messages: list[dict[str, Any]], *, prompt: bool) -> str:
-    """The chat template's text for `messages`.
-
-    `prompt=True` gives what a backend sends to generate the next turn: the last message continued
-    when it is the assistant's, else a new assistant turn opened. `prompt=False` renders the whole
-    conversation closed, as stored.
-    """
-    if not prompt:
-        return processor.apply_chat_template(messages, tokenize=False)
-    if messages and messages[-1]["role"] == "assistant":
-        return processor.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def _image_paths(messages: list[dict[str, Any]]) -> list[str]:
-    paths = []
-    for m in messages:
-        content = m["content"]
-        if isinstance(content, str):
-            continue
-        for part in content:
-            if part.get("type") == "image":
-                paths.append(str(part["image"]))
-    return paths
-
-
-def _turn_spans(traj: Trajectory, dialect: Dialect, processor: Any, full: str, label_eos: bool) -> list[tuple[int, int]]:
-    """Character spans of the model-written text of each model step in `full`."""
+def _context(traj: Trajectory, dialect: Dialect, steps: Sequence[Step]) -> list[Message]:
     h = traj.header
+    return dialect.build_messages(h.system_prompt, h.question, h.images, steps)
+
+
+def turn_spans(traj: Trajectory, dialect: Dialect, processor: Any, full: str,
+               label_eos: bool = True) -> list[tuple[int, int]]:
+    """Character spans in `full` of the text the model generated in each model step.
+
+    For turn k, `chat_prompt` of the context before it (P_k) and after it (R_k, the turn continued)
+    are what the backend fed the model; R_k is P_k followed by what the model wrote. The full
+    rendering must start with R_k, or the template drops or rewrites model text (Qwen3-VL's
+    templates drop reasoning before the last user query and normalise whitespace around
+    `</think>`): that is an error naming the step, never a silently wrong mask.
+    """
     spans = []
     steps = traj.steps
     for i, step in enumerate(steps):
@@ -98,22 +85,19 @@ def _turn_spans(traj: Trajectory, dialect: Dialect, processor: Any, full: str, l
             continue
         where = f"{traj.path or traj.header.id}: model step {step.index}"
         try:
-            before = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images, steps[:i]),
-                               prompt=True)
-            after = chat_text(processor, dialect.build_messages(h.system_prompt, h.question, h.images,
-                                                                steps[:i + 1]), prompt=True)
-        except ValueError as exc:  # transformers: the template cut or changed the message to continue
-            raise RenderError(f"{where}: the chat template rewrites the text the model wrote "
-                              f"({str(exc).splitlines()[0]})") from None
+            before = chat_prompt(processor, _context(traj, dialect, steps[:i]))
+            after = chat_prompt(processor, _context(traj, dialect, steps[:i + 1]))
+        except (ValueError, MessageError) as exc:
+            raise RenderError(f"{where}: the chat template cannot render this context ({str(exc).splitlines()[0]})"
+                              ) from None
         if not after.startswith(before):
             raise RenderError(f"{where}: the chat template renders the context before this turn differently "
                               "once the turn is added; use a template that keeps assistant text verbatim")
         if not full.startswith(after):
-            raise RenderError(f"{where}: the full conversation does not start with the context after this turn; "
-                              "the chat template rewrites earlier turns (e.g. drops old <think> blocks)")
-        if step.text.strip() not in after[len(before):]:
-            raise RenderError(f"{where}: the chat template rewrites the text the model wrote; "
-                              "use a template that renders assistant text verbatim")
+            k = next((j for j, (x, y) in enumerate(zip(after, full, strict=False)) if x != y), len(full))
+            raise RenderError(f"{where}: the chat template rewrites the text the model wrote (it renders "
+                              f"{full[k:k + 40]!r} where the model wrote {after[k:k + 40]!r}); train with a template "
+                              "that keeps assistant text verbatim, or on turns written in this template's shape")
         spans.append((len(before), len(after)))
     if label_eos and spans and isinstance(steps[-1], ModelStep) and not steps[-1].calls:
         eos = processor.tokenizer.eos_token
@@ -139,6 +123,61 @@ def _load_images(paths: Sequence[str], processor: Any) -> tuple[Any, Any, list[i
     return out["pixel_values"], grid, counts
 
 
+@dataclass
+class _Tokens:
+    """A tokenised conversation: ids, labels, model-turn token spans and the images before each span's end."""
+
+    ids: list[int]
+    labels: list[int]
+    spans: list[tuple[int, int]]
+    turns: list[str]
+    images_before: list[int]
+
+
+def tokenize(full: str, char_spans: Sequence[tuple[int, int]], processor: Any, counts: Sequence[int],
+             where: str) -> _Tokens:
+    """`full` tokenised in chunks cut at the span boundaries (no token straddles a mask edge), each image
+    placeholder expanded to its image's token count (`expand_images`, as the backends do)."""
+    tok = processor.tokenizer
+    image_token = processor.image_token
+    out = _Tokens([], [], [], [], [])
+    n_img, pos = 0, 0
+    pieces: list[tuple[str, bool]] = []
+    for s, e in char_spans:
+        pieces += [(full[pos:s], False), (full[s:e], True)]
+        pos = e
+    pieces.append((full[pos:], False))
+    for text, is_turn in pieces:
+        if not text:
+            continue
+        if is_turn:
+            if image_token in text:
+                raise RenderError(f"{where}: an image placeholder inside model-written text")
+            chunk = tok(text, add_special_tokens=False)["input_ids"]
+            out.spans.append((len(out.ids), len(out.ids) + len(chunk)))
+            out.turns.append(text)
+            out.images_before.append(n_img)
+            out.ids.extend(chunk)
+            out.labels.extend(chunk)
+            continue
+        k = text.count(image_token)
+        chunk = tok(expand_images(text, image_token, counts[n_img:n_img + k]), add_special_tokens=False)["input_ids"]
+        n_img += k
+        out.ids.extend(chunk)
+        out.labels.extend([IGNORE_INDEX] * len(chunk))
+    image_id = tok.convert_tokens_to_ids(image_token)
+    if out.ids.count(image_id) != sum(counts):
+        raise RenderError(f"{where}: {out.ids.count(image_id)} image tokens after tokenizing, "
+                          f"the processor gives {sum(counts)}")
+    return out
+
+
+def _cut(t: _Tokens, max_length: int) -> int | None:
+    """How many model turns fit in `max_length` tokens (the cut falls right after a turn); None if none."""
+    fitting = [k for k, (_, e) in enumerate(t.spans) if e <= max_length]
+    return fitting[-1] + 1 if fitting else None
+
+
 def render_example(
     traj: Trajectory,
     processor: Any,
@@ -157,86 +196,35 @@ def render_example(
     if overlong not in OVERLONG:
         raise UsageError(f"overlong={overlong!r}: choose one of {', '.join(OVERLONG)}")
     d = get_dialect(dialect or traj.header.dialect)
-    h = traj.header
-    messages = d.build_messages(h.system_prompt, h.question, h.images, traj.steps)
-    full = chat_text(processor, messages, prompt=False)
-    char_spans = _turn_spans(traj, d, processor, full, label_eos)
+    where = str(traj.path or traj.header.id)
+    messages = _context(traj, d, traj.steps)
+    full = chat_text(processor, messages)
+    char_spans = turn_spans(traj, d, processor, full, label_eos)
     if not char_spans:
         return None
-    tok = processor.tokenizer
-    image_token = processor.image_token
-    image_id = tok.convert_tokens_to_ids(image_token)
-    paths = _image_paths(messages)
-    if full.count(image_token) != len(paths):
-        raise RenderError(f"{traj.path or h.id}: the template wrote {full.count(image_token)} image placeholders "
+    paths = image_paths(messages)
+    if full.count(processor.image_token) != len(paths):
+        raise RenderError(f"{where}: the template wrote {full.count(processor.image_token)} image placeholders "
                           f"for {len(paths)} images")
     pixel_values, grid, counts = _load_images(paths, processor)
-
-    ids: list[int] = []
-    labels: list[int] = []
-    spans: list[tuple[int, int]] = []
-    turns: list[str] = []
-    images_before: list[int] = []  # images in the sequence when each span ends
-    n_img = 0
-    pos = 0
-    bounds = [(s, e, True) for s, e in char_spans]
-    pieces: list[tuple[str, bool]] = []
-    for s, e, _ in bounds:
-        pieces.append((full[pos:s], False))
-        pieces.append((full[s:e], True))
-        pos = e
-    pieces.append((full[pos:], False))
-    for text, is_turn in pieces:
-        if not text:
-            continue
-        if is_turn:
-            if image_token in text:
-                raise RenderError(f"{traj.path or h.id}: an image placeholder inside model-written text")
-            chunk = tok(text, add_special_tokens=False)["input_ids"]
-            spans.append((len(ids), len(ids) + len(chunk)))
-            turns.append(text)
-            images_before.append(n_img)
-            ids.extend(chunk)
-            labels.extend(chunk)
-            continue
-        parts = text.split(image_token)
-        expanded = parts[0]
-        for part in parts[1:]:
-            expanded += image_token * counts[n_img] + part
-            n_img += 1
-        chunk = tok(expanded, add_special_tokens=False)["input_ids"]
-        ids.extend(chunk)
-        labels.extend([IGNORE_INDEX] * len(chunk))
-    if ids.count(image_id) != sum(counts):
-        raise RenderError(f"{traj.path or h.id}: {ids.count(image_id)} image tokens after tokenizing, "
-                          f"the processor gives {sum(counts)}")
-
+    t = tokenize(full, char_spans, processor, counts, where)
     cut = False
-    if max_length is not None and len(ids) > max_length:
-        if overlong == "drop":
+    if max_length is not None and len(t.ids) > max_length:
+        keep = None if overlong == "drop" else _cut(t, max_length)
+        if keep is None:
             return None
-        fitting = [k for k, (_, e) in enumerate(spans) if e <= max_length]
-        if not fitting:
-            return None
-        k = fitting[-1]
-        end = spans[k][1]
-        ids, labels = ids[:end], labels[:end]
-        spans, turns = spans[:k + 1], turns[:k + 1]
-        n_keep = images_before[k]
+        end, n_img = t.spans[keep - 1][1], t.images_before[keep - 1]
+        t = _Tokens(t.ids[:end], t.labels[:end], t.spans[:keep], t.turns[:keep], t.images_before[:keep])
         if grid is not None:
-            patches = int(grid[:n_keep].prod(dim=1).sum().item())
-            pixel_values, grid = (pixel_values[:patches], grid[:n_keep]) if n_keep else (None, None)
-        counts = counts[:n_keep]
+            patches = int(grid[:n_img].prod(dim=1).sum().item())
+            pixel_values, grid = (pixel_values[:patches], grid[:n_img]) if n_img else (None, None)
+        counts = counts[:n_img]
         cut = True
-
-    trained = [True] * len(spans)
-    if last_turn_only:
-        trained = [k == len(spans) - 1 for k in range(len(spans))]
-        for (s, e), keep in zip(spans, trained, strict=True):
-            if not keep:
-                labels[s:e] = [IGNORE_INDEX] * (e - s)
-    return Example(ids, labels, pixel_values, grid, counts, spans, turns, trained,
-                   source=str(traj.path or h.id), cut=cut)
+    trained = [not last_turn_only or k == len(t.spans) - 1 for k in range(len(t.spans))]
+    for (s, e), keep_turn in zip(t.spans, trained, strict=True):
+        if not keep_turn:
+            t.labels[s:e] = [IGNORE_INDEX] * (e - s)
+    return Example(t.ids, t.labels, pixel_values, grid, list(counts), t.spans, t.turns, trained, source=where, cut=cut)
 
 
 @dataclass

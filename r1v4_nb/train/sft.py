@@ -191,7 +191,7 @@ class Trainer:
     def setup(self) -> None:
         import torch
 
-        from .lora import apply_lora
+        from ..models.lora import apply_lora
 
         cfg = self.config
         random.seed(cfg.seed)
@@ -227,7 +227,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         import torch
 
-        from .lora import trainable_state
+        from ..models.lora import trainable_state
 
         path = self.output_dir / f"checkpoint-{self.step}"
         path.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         import torch
 
-        from .lora import load_trainable_state
+        from ..models.lora import load_trainable_state
 
         if not (path / "trainer.pt").is_file():
             raise UsageError(f"no checkpoint at {path}; give a checkpoint-N folder written by a run")
@@ -346,7 +346,7 @@ class Trainer:
         return result
 
     def save_adapter(self) -> Path:
-        from .lora import save_adapter
+        from ..models.lora import save_adapter
 
         path = save_adapter(self.model, self.output_dir / "adapter")
         self.processor.save_pretrained(str(path))

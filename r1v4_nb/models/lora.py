@@ -29,7 +29,7 @@ _KEYS = {"gate_up_proj": "gate_up", "down_proj": "down"}
 
 
 def _quantized_experts_type() -> type:
-    from ..models.moe_quant import QuantizedExperts
+    from .moe_quant import QuantizedExperts
 
     return QuantizedExperts
 
