@@ -98,3 +98,58 @@ def test_unloaded_block_refuses_to_run(moe_model):
     q = QuantizedExperts(moe_model.config.text_config, receive=True)
     with pytest.raises(RuntimeError, match="before its weights were loaded"):
         q(torch.zeros(1, 64), torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2))
+
+
+def _exhaustive_scales(w):
+    """Reference: each block's squared error under all 12 candidate levels, by plain division and search."""
+    from r1v4_nb.models.moe_quant import _levels_to_absmax, _nf4_code
+
+    code = _nf4_code(w.device)
+    mids = (code[1:] + code[:-1]) / 2
+    blocks = w.reshape(-1, 16).float()
+    amax = blocks.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
+    top = amax.max()
+    k0 = (255 + torch.ceil(32 * torch.log2(amax / top) - 1e-6)).clamp(0, 255)
+    errs, levels = [], []
+    for step in range(12):
+        k = (k0 - step).clamp(0, 255)
+        s = _levels_to_absmax(k, top)[:, None]
+        q = torch.bucketize((blocks / s).clamp(-1, 1), mids)
+        errs.append(((code[q] * s - blocks) ** 2).sum(dim=1))
+        levels.append(k)
+    return torch.stack(errs, 1), torch.stack(levels, 1), blocks, top
+
+
+def test_scale_search_finds_the_best_candidate_of_an_exhaustive_search():
+    from r1v4_nb.models.moe_quant import _levels_to_absmax, _nf4_code
+
+    torch.manual_seed(3)
+    w = torch.randn(96, 256) * 0.02
+    w[0, :16] = 0  # an all-zero block
+    w[1, :16] *= 1e-6  # a block far below the matrix's top scale (its level clamps at 0)
+    w[2, 5] = 0.5  # one outlier sets the top scale
+    errs, levels, blocks, top = _exhaustive_scales(w)
+    packed, scale, got_top = encode_nf4(w)
+    assert got_top == top
+    chosen = (levels == scale.float()[:, None]).float().argmax(dim=1)
+    assert (levels == scale.float()[:, None]).any(dim=1).all()
+    chosen_err = errs.gather(1, chosen[:, None]).squeeze(1)
+    best = errs.min(dim=1).values
+    assert torch.all(chosen_err <= best * (1 + 1e-4) + 1e-12)
+    assert (chosen_err > best * (1 + 1e-6)).float().mean() < 0.01  # near-ties only
+    # the codes are each weight's nearest under the chosen scale
+    code = _nf4_code(w.device)
+    s = _levels_to_absmax(scale, top)[:, None]
+    nearest = torch.bucketize((blocks / s).clamp(-1, 1), (code[1:] + code[:-1]) / 2).reshape(-1).to(torch.uint8)
+    assert torch.equal(packed, (nearest[0::2] << 4) | nearest[1::2])
+
+
+def test_encoding_a_stack_equals_encoding_each_matrix():
+    from r1v4_nb.models.moe_quant import encode_nf4_many
+
+    torch.manual_seed(4)
+    w = (torch.randn(5, 48, 32) * torch.tensor([0.01, 0.02, 0.05, 0.1, 1.0])[:, None, None]).bfloat16()
+    packed, scale, top = encode_nf4_many(w)
+    for e in range(5):
+        p, s, t = encode_nf4(w[e])
+        assert torch.equal(packed[e], p) and torch.equal(scale[e], s) and top[e] == t

@@ -1,0 +1,123 @@
+"""Quantize and decode time of one Qwen3-VL-30B-A3B-shaped experts block (CPU, random weights).
+
+Run: .venv/bin/python benchmarks/moe_speed.py [--experts 8] [--decode-experts 32] [--threads 1]
+Prints, measured in this run:
+- quantizing experts: the scale search per expert matrix one at a time (`encode_nf4`) and all at once
+  (`encode_nf4_many`, absent before it existed), extrapolated to the layer's 128 experts and to 48 layers;
+  goal: seconds per layer;
+- decoding one token through the block (8 of the experts active): our NF4 experts against the same
+  experts in bf16 (transformers' own block) and bitsandbytes' 4-bit matmul on the same 8 experts;
+  goal: ours no slower than bf16.
+`--threads` pins torch's CPU threads (on a shared, loaded machine 2 threads thrash; compare runs made
+with the same setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+
+HIDDEN, INTER, EXPERTS, ACTIVE, LAYERS = 2048, 768, 128, 8, 48
+
+
+def _config(experts: int) -> SimpleNamespace:
+    return SimpleNamespace(num_experts=experts, hidden_size=HIDDEN, moe_intermediate_size=INTER,
+                           hidden_act="silu", _experts_implementation="eager")
+
+
+def _median_ms(fn, reps: int) -> float:  # noqa: ANN001
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def bench_quantize(n: int) -> None:
+    import r1v4_nb.models.moe_quant as mq
+
+    torch.manual_seed(0)
+    gate_up = torch.randn(n, 2 * INTER, HIDDEN, dtype=torch.bfloat16) * 0.02
+    down = torch.randn(n, HIDDEN, INTER, dtype=torch.bfloat16) * 0.02
+    mq.encode_nf4(gate_up[0, :64])  # imports bitsandbytes, builds tables
+    print(f"quantizing {n} experts (gate_up 1536x2048 + down 2048x768 each), goal: seconds per layer")
+    t = time.perf_counter()
+    for e in range(n):
+        mq.encode_nf4(gate_up[e])
+        mq.encode_nf4(down[e])
+    one = (time.perf_counter() - t) / n
+    print(f"  encode_nf4, matrix by matrix: {one:7.3f} s/expert -> {one * EXPERTS:7.1f} s/layer, "
+          f"{one * EXPERTS * LAYERS / 60:6.1f} min for {LAYERS} layers")
+    if hasattr(mq, "encode_nf4_many"):
+        t = time.perf_counter()
+        mq.encode_nf4_many(gate_up)
+        mq.encode_nf4_many(down)
+        many = (time.perf_counter() - t) / n
+        print(f"  encode_nf4_many, all at once: {many:7.3f} s/expert -> {many * EXPERTS:7.1f} s/layer, "
+              f"{many * EXPERTS * LAYERS / 60:6.1f} min for {LAYERS} layers")
+
+
+def bench_decode(n: int, reps: int) -> None:
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+    from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeTextExperts
+
+    from r1v4_nb.models.moe_quant import QuantizedExperts
+
+    torch.manual_seed(1)
+    config = _config(n)
+    bf16 = Qwen3VLMoeTextExperts(config)
+    bf16.gate_up_proj.data = torch.randn(n, 2 * INTER, HIDDEN, dtype=torch.bfloat16) * 0.02
+    bf16.down_proj.data = torch.randn(n, HIDDEN, INTER, dtype=torch.bfloat16) * 0.02
+    ours = QuantizedExperts.from_experts(bf16, config)
+    x = torch.randn(1, HIDDEN, dtype=torch.bfloat16)
+    top_k = torch.randperm(n)[:ACTIVE][None]
+    weights = torch.softmax(torch.randn(1, ACTIVE), dim=-1).to(torch.bfloat16)
+    packed = [(bnbf.quantize_4bit(bf16.gate_up_proj[e], blocksize=64, quant_type="nf4"),
+               bnbf.quantize_4bit(bf16.down_proj[e], blocksize=64, quant_type="nf4")) for e in top_k[0].tolist()]
+
+    def bnb_block() -> torch.Tensor:
+        out = torch.zeros_like(x)
+        for k, ((gq, gs), (dq, ds)) in enumerate(packed):
+            gate, up = bnb.matmul_4bit(x, gq.t(), quant_state=gs).chunk(2, dim=-1)
+            y = bnb.matmul_4bit(torch.nn.functional.silu(gate) * up, dq.t(), quant_state=ds)
+            out += y * weights[0, k]
+        return out
+
+    with torch.inference_mode():
+        ref = bf16(x, top_k, weights).float()
+        got = ours(x, top_k, weights).float()
+        cos = torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0)
+        rows = [("bf16 (transformers' experts)", _median_ms(lambda: bf16(x, top_k, weights), reps)),
+                ("bitsandbytes matmul_4bit, NF4/64", _median_ms(bnb_block, reps)),
+                ("r1v4_nb NF4, blocks of 16", _median_ms(lambda: ours(x, top_k, weights), reps))]
+    print(f"decoding one token through the experts ({ACTIVE} of {n} active), goal: r1v4_nb no slower than bf16")
+    for name, ms in rows:
+        print(f"  {name:<32} {ms:8.2f} ms/token  ({rows[0][1] / ms:4.2f}x bf16's speed)")
+    print(f"  output cosine of r1v4_nb against bf16: {float(cos):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experts", type=int, default=8, help="experts to quantize (timing extrapolated)")
+    parser.add_argument("--decode-experts", type=int, default=32, help="experts in the decoded block")
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores, "
+          f"torch threads {torch.get_num_threads()}")
+    bench_quantize(args.experts)
+    bench_decode(args.decode_experts, args.reps)
+
+
+if __name__ == "__main__":
+    main()
