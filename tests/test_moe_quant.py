@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -153,3 +155,53 @@ def test_encoding_a_stack_equals_encoding_each_matrix():
     for e in range(5):
         p, s, t = encode_nf4(w[e])
         assert torch.equal(packed[e], p) and torch.equal(scale[e], s) and top[e] == t
+
+
+def test_a_second_4bit_load_reads_the_quantized_experts_kept_beside_the_model(tiny_moe_path, tmp_path, monkeypatch):
+    import shutil
+
+    import r1v4_nb.models.moe_quant as mq
+    from r1v4_nb.models.hf import load
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_moe_path, folder)
+    said: list[str] = []
+    first = load(folder, quantization="4bit", progress=said.append)
+    kept = list((folder / ".r1v4-nf4").glob("experts-*.safetensors"))
+    assert len(kept) == 1 and any("kept 4 quantized experts tensors" in m for m in said)
+
+    def no_search(*_a, **_k):
+        raise AssertionError("the scale search ran although the cache holds the experts")
+
+    monkeypatch.setattr(mq, "encode_nf4_many", no_search)
+    said.clear()
+    second = load(folder, quantization="4bit", progress=said.append)
+    assert any("read 4 quantized experts tensors" in m for m in said)
+    a, b = _experts(first.model), _experts(second.model)
+    for x, y in zip(a, b, strict=True):
+        for name in ("nf4_gate_up", "scale_down", "top_gate_up"):
+            assert torch.equal(getattr(x, name), getattr(y, name))
+    ids = torch.tensor([[1, 20, 30, 40]])
+    assert torch.equal(first.model.generate(input_ids=ids, max_new_tokens=4, do_sample=False),
+                       second.model.generate(input_ids=ids, max_new_tokens=4, do_sample=False))
+    # a changed checkpoint misses the old cache entry: the search runs again
+    weights = next(folder.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="scale search ran"):
+        load(folder, quantization="4bit", progress=None)
+
+
+def test_a_read_only_model_folder_keeps_its_cache_under_the_user_cache(tiny_moe_path, tmp_path, monkeypatch):
+    from r1v4_nb.models.moe_quant import ExpertsCache
+
+    monkeypatch.setenv("R1V4_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    cache = ExpertsCache.for_model(tiny_moe_path, torch.bfloat16)
+    assert cache.path.parent == tmp_path / "cache" / "nf4"
+    cache.put("layer.gate_up", (torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 1, dtype=torch.uint8),
+                                torch.ones(2)))
+    cache.save()
+    again = ExpertsCache.for_model(tiny_moe_path, torch.bfloat16)
+    packed, scale, top = again.get("layer.gate_up")
+    assert packed.shape == (2, 4) and again.get("layer.down") is None
+    assert ExpertsCache.for_model(tiny_moe_path, torch.float32).get("layer.gate_up") is None

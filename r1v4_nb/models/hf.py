@@ -195,10 +195,14 @@ def load(
             _quiet_int8_cast()
             if torch_dtype != torch.float16:
                 say(f"8-bit layers cast their {str(torch_dtype).removeprefix('torch.')} inputs to float16")
-    from .moe_quant import format_report, is_marked, memory_report, quantized_moe_class
+    from .moe_quant import ExpertsCache, format_report, is_marked, memory_report, quantized_moe_class
 
+    cache = None
     if _is_moe(config) and (quantization or is_marked(config)):
-        cls = quantized_moe_class(cls, receive=not is_marked(config))
+        receive = not is_marked(config)
+        if receive and Path(spec).is_dir():
+            cache = ExpertsCache.for_model(spec, torch_dtype)
+        cls = quantized_moe_class(cls, receive=receive, cache=cache)
     t0 = time.time()
     try:
         with warnings.catch_warnings():
@@ -209,6 +213,15 @@ def load(
     except OSError as exc:
         raise ModelError(f"cannot load weights of {spec}: {str(exc).strip().splitlines()[0]}") from None
     model.eval()
+    if cache is not None:
+        if cache.read:
+            say(f"read {cache.read} quantized experts tensors from {cache.path}")
+        if written := cache.written:
+            try:
+                cache.save()
+                say(f"kept {written} quantized experts tensors in {cache.path} for the next load")
+            except OSError as exc:
+                say(f"could not keep the quantized experts in {cache.path} ({exc}); the next load quantizes again")
     if adapter is not None:
         model = _attach_adapter(model, adapter)
     from .processor import load_processor

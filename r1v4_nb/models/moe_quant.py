@@ -19,10 +19,18 @@ Three ways in:
   each fused tensor as the loader hands it over (peak memory: one layer's experts).
 - `quantized_moe_class(cls, receive=False)`: reload a folder saved after quantizing
   (its config carries `r1v4_experts_quant`).
+
+`ExpertsCache` keeps the packed experts of a model folder beside it (`.r1v4-nf4/`), keyed by the
+weight files' names, sizes and times, so the second 4-bit load of the same folder reads them instead
+of searching scales again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +40,7 @@ BLOCKSIZE = 16
 _CODE_BLOCK = 64  # bitsandbytes' block for decoding codes with unit absmax
 _STEPS = 32  # scale levels per octave
 CONFIG_KEY = "r1v4_experts_quant"
+CACHE_FORMAT = 1  # bump when the encoding changes: old cache files are then ignored
 # Buffer names must not start with "gate_up_proj" / "down_proj": transformers'
 # checkpoint conversions for qwen3_vl_moe match those prefixes and would transpose them.
 _PROJ = {"gate_up_proj": "gate_up", "down_proj": "down"}
@@ -95,7 +104,14 @@ class QuantizedExperts(nn.Module):
         if tuple(weight.shape) != (self.num_experts, rows, cols):
             raise ValueError(f"experts {key}: expected shape {(self.num_experts, rows, cols)}, got {tuple(weight.shape)}")
         self._register_packed(key, weight.device)
-        packed, scale, top = encode_nf4_many(weight)
+        cache, name = self.__dict__.get("_cache"), self.__dict__.get("_cache_name", "")
+        cached = cache.get(f"{name}.{key}") if cache is not None else None
+        if cached is not None:
+            packed, scale, top = cached
+        else:
+            packed, scale, top = encode_nf4_many(weight)
+            if cache is not None:
+                cache.put(f"{name}.{key}", (packed, scale, top))
         getattr(self, f"nf4_{key}").copy_(packed)
         getattr(self, f"scale_{key}").copy_(scale)
         getattr(self, f"top_{key}").copy_(top)
@@ -311,31 +327,103 @@ def quantize_experts(model: nn.Module) -> int:
     return len(names)
 
 
-def _replace_all(model: nn.Module, *, receive: bool) -> None:
+def _replace_all(model: nn.Module, *, receive: bool, cache: ExpertsCache | None = None) -> None:
     config = _text_config(model.config)
     for name, module in list(model.named_modules()):
         if _is_experts(module):
             parent_name, _, child = name.rpartition(".")
             dtype = module.gate_up_proj.dtype
-            setattr(model.get_submodule(parent_name), child, QuantizedExperts(config, receive=receive, dtype=dtype))
+            q = QuantizedExperts(config, receive=receive, dtype=dtype)
+            if cache is not None:
+                q.__dict__.update(_cache=cache, _cache_name=name)
+            setattr(model.get_submodule(parent_name), child, q)
 
 
-def quantized_moe_class(base: type, *, receive: bool) -> type:
+def quantized_moe_class(base: type, *, receive: bool, cache: ExpertsCache | None = None) -> type:
     """A subclass of a transformers MoE model class whose experts are `QuantizedExperts`.
 
-    receive=True: loads an unquantized checkpoint and quantizes each experts tensor as it arrives.
+    receive=True: loads an unquantized checkpoint and quantizes each experts tensor as it arrives
+    (reading it from `cache` instead when the cache holds it, and adding it to the cache otherwise).
     receive=False: loads a checkpoint that already holds the packed NF4 buffers.
     """
 
     class QuantizedMoe(base):
         def __init__(self, config, *args, **kwargs):
             super().__init__(config, *args, **kwargs)
-            _replace_all(self, receive=receive)
+            _replace_all(self, receive=receive, cache=cache)
             mark_config(self.config)
 
     QuantizedMoe.__name__ = base.__name__
     QuantizedMoe.__qualname__ = base.__qualname__
     return QuantizedMoe
+
+
+class ExpertsCache:
+    """Packed experts of one model folder, in a safetensors file beside it (or under the user cache
+    when the folder is read-only), named by a fingerprint of the folder's weight files and of the
+    dtype they were loaded in: a changed checkpoint or format misses instead of serving stale codes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.read = 0
+        self._new: dict[str, torch.Tensor] = {}
+        self._file = None
+        if path.is_file():
+            from safetensors import safe_open
+
+            try:
+                self._file = safe_open(str(path), framework="pt")
+            except Exception:  # a truncated or foreign file: quantize again and overwrite it
+                self._file = None
+
+    @classmethod
+    def for_model(cls, folder: str | Path, dtype: torch.dtype) -> ExpertsCache | None:
+        """The cache of a local model folder (None when it has no safetensors weights)."""
+        folder = Path(folder)
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            return None
+        stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        key = json.dumps([CACHE_FORMAT, BLOCKSIZE, _STEPS, str(dtype), stats])
+        name = f"experts-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+        if os.access(folder, os.W_OK):
+            return cls(folder / ".r1v4-nf4" / name)
+        from ..paths import cache_root
+
+        where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+        return cls(cache_root() / "nf4" / f"{where}-{name}")
+
+    def get(self, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(packed, scale, top) of one fused tensor, or None when the cache does not hold it."""
+        if self._file is None or f"{key}.nf4" not in self._file.keys():
+            return None
+        self.read += 1
+        return tuple(self._file.get_tensor(f"{key}.{part}") for part in ("nf4", "scale", "top"))
+
+    def put(self, key: str, value: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        for part, t in zip(("nf4", "scale", "top"), value, strict=True):
+            self._new[f"{key}.{part}"] = t
+
+    @property
+    def written(self) -> int:
+        """Fused tensors quantized in this load (to be saved)."""
+        return len(self._new) // 3
+
+    def save(self) -> None:
+        """Write what was quantized in this load (with what was read), atomically."""
+        if not self._new:
+            return
+        from safetensors.torch import save_file
+
+        tensors = dict(self._new)
+        if self._file is not None:
+            for k in self._file.keys():
+                tensors.setdefault(k, self._file.get_tensor(k))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, self.path)
+        self._new.clear()
 
 
 def _category(name: str) -> str:
