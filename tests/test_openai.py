@@ -32,18 +32,23 @@ class _Fake(BaseHTTPRequestHandler):
         if not body.get("stream"):
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            reply = {"choices": [{"message": {"role": "assistant", "content": "".join(pieces)}}]}
+            message = next((p["message"] for p in pieces if isinstance(p, dict)), None)
+            message = message or {"role": "assistant", "content": "".join(pieces)}
+            reply = {"choices": [{"message": message}]}
             self.wfile.write(json.dumps(reply).encode())
             return
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         try:
             for p in pieces:
-                chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                delta = p if isinstance(p, dict) else {"content": p}
+                finish = delta.pop("finish_reason", None) if isinstance(p, dict) else None
+                chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
                 time.sleep(self.server.delay)
-            self.wfile.write(b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}\n\n')
+            if self.server.usage:
+                self.wfile.write(b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}\n\n')
             self.wfile.write(b"data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -52,7 +57,7 @@ class _Fake(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
-    srv.script, srv.requests, srv.delay = [], [], 0.0
+    srv.script, srv.requests, srv.delay, srv.usage = [], [], 0.0, True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
     yield srv
@@ -153,3 +158,48 @@ def test_message_conversion_keeps_text_and_refuses_missing_images(tmp_path):
     assert out == [{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "t"}]}]
     with pytest.raises(ModelError, match="not found"):
         to_openai_messages([{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "x.png")}]}])
+
+
+def test_a_reply_made_only_of_tool_calls_becomes_the_dialects_call(fake):
+    """vLLM with a tool parser returns the call in `tool_calls` and no content; it is not lost."""
+    from r1v4_nb.dialects import get_dialect
+
+    fake.script = [(200, [{"role": "assistant", "content": None},
+                          {"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                           "function": {"name": "code", "arguments": ""}}]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": '{"code": "print(1'}}]},
+                          {"tool_calls": [{"index": 0, "function": {"arguments": ')"}'}}]},
+                          {"finish_reason": "tool_calls"}])]
+    model = OpenAIModel(endpoint=fake.url, model="m", api_key_env=None)
+    text, last = _run(model, USER, stop=["</tool_call>"])
+    assert text == '<tool_call>\n{"name": "code", "arguments": {"code": "print(1)"}}\n</tool_call>'
+    assert last.finish_reason == "stop"
+    (seg,) = get_dialect("r1v4").parse(text)
+    assert seg.call.name == "code" and seg.call.arguments == {"code": "print(1)"} and seg.call.error is None
+
+
+def test_separated_reasoning_comes_back_as_a_think_block(fake):
+    fake.script = [(200, [{"reasoning_content": "The sign "}, {"reasoning_content": "is small."},
+                          {"content": "<answer>Café</answer>"}])]
+    model = OpenAIModel(endpoint=fake.url, model="m", api_key_env=None)
+    text, _ = _run(model, USER)
+    assert text == "<think>\nThe sign is small.\n</think>\n\n<answer>Café</answer>"
+
+
+def test_complete_honours_stop_strings_and_tool_calls(fake):
+    fake.script = [(200, ['<tool_call>{"name": "code"}</tool_call><observation>made up']),
+                   (200, [{"message": {"role": "assistant", "content": "",
+                                       "tool_calls": [{"id": "c", "type": "function", "function": {
+                                           "name": "text_search", "arguments": '{"queries": ["a"]}'}}]}}])]
+    model = OpenAIModel(endpoint=fake.url, model="m", api_key_env=None)
+    reply = model.complete(USER, stop=["</tool_call>", "<observation>"])
+    assert reply["choices"][0]["message"]["content"] == '<tool_call>{"name": "code"}' == model.last_raw
+    reply = model.complete(USER, stop=["</tool_call>"])
+    assert model.last_raw == '<tool_call>\n{"name": "text_search", "arguments": {"queries": ["a"]}}\n</tool_call>'
+
+
+def test_missing_usage_is_unknown_not_zero(fake):
+    fake.usage = False
+    fake.script = [(200, ["a", "b"])]
+    _, last = _run(OpenAIModel(endpoint=fake.url, model="m", api_key_env=None), USER)
+    assert last.usage is None

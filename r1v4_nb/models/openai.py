@@ -26,6 +26,72 @@ R1V4_API_KEY_ENV = "SKYWORK_API_KEY"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
+def _usage(d: dict[str, Any]) -> Usage | None:
+    """Usage from a reply, or None (unknown) when the server gave no token counts."""
+    if not isinstance(d, dict) or ("prompt_tokens" not in d and "completion_tokens" not in d):
+        return None
+    return Usage(int(d.get("prompt_tokens") or 0), int(d.get("completion_tokens") or 0))
+
+
+def _add_call_deltas(calls: dict[int, dict[str, str]], deltas: Any) -> None:
+    """Accumulate OpenAI `tool_calls` (streamed pieces or whole calls) by index."""
+    for n, tc in enumerate(deltas or []):
+        if not isinstance(tc, dict):
+            continue
+        k = tc.get("index", n)
+        call = calls.setdefault(k, {"id": "", "name": "", "arguments": ""})
+        fn = tc.get("function") or {}
+        call["id"] = call["id"] or tc.get("id") or ""
+        call["name"] += fn.get("name") or ""
+        args = fn.get("arguments")
+        call["arguments"] += args if isinstance(args, str) else (json.dumps(args) if args is not None else "")
+
+
+def calls_text(calls: dict[int, dict[str, str]], after_text: bool) -> str:
+    """Parsed tool calls as the text a Qwen-family model writes them, byte for byte as Qwen3-VL's chat
+    template renders `tool_calls`: each `<tool_call>\\n{"name": "N", "arguments": ARGS}\\n</tool_call>`."""
+    out = []
+    for k in sorted(calls):
+        c = calls[k]
+        sep = "\n" if out or after_text else ""
+        out.append(f'{sep}<tool_call>\n{{"name": "{c["name"]}", "arguments": {c["arguments"].strip() or "{}"}}}\n</tool_call>')
+    return "".join(out)
+
+
+class _Reasoning:
+    """A server's separated reasoning (`reasoning_content` / `reasoning`, vLLM's reasoning parsers) put back
+    in front of the content inside a think block, as the model wrote it."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.done = False
+
+    def feed(self, delta: dict[str, Any]) -> str:
+        out = ""
+        piece = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if piece and not self.done:
+            if not self.open:
+                out, self.open = "<think>\n", True
+            out += piece
+        content = delta.get("content") or ""
+        if content:
+            out += self.close()
+            out += content
+        return out
+
+    def close(self) -> str:
+        if self.open and not self.done:
+            self.done = True
+            return "\n</think>\n\n"
+        self.done = True
+        return ""
+
+    def whole(self, message: dict[str, Any]) -> str:
+        """A whole (non-streamed) message's text, its reasoning in front."""
+        text = self.feed(message)
+        return text + (self.close() if message.get("tool_calls") else "")
+
+
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """HF-shape messages (images as local paths) to OpenAI chat messages (images as data URLs)."""
     try:
@@ -156,9 +222,11 @@ class OpenAIModel:
     def _read_sse(self, resp: Any, stop: list[str], cancel: threading.Event | None) -> Iterator[Delta]:
         text, sent = "", 0
         finish: str | None = None
-        usage = Usage()
+        usage: Usage | None = None
         holdback = max((len(s) for s in stop if s), default=1) - 1
         raw_chunks: list[dict[str, Any]] = []
+        calls: dict[int, dict[str, str]] = {}
+        reasoning = _Reasoning()
         for line in resp.iter_lines():
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
@@ -174,10 +242,11 @@ class OpenAIModel:
                 continue
             raw_chunks.append(chunk)
             if chunk.get("usage"):
-                usage = Usage(chunk["usage"].get("prompt_tokens", 0), chunk["usage"].get("completion_tokens", 0))
+                usage = _usage(chunk["usage"])
             for choice in chunk.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content") or ""
-                text += piece
+                delta = choice.get("delta") or {}
+                text += reasoning.feed(delta)
+                _add_call_deltas(calls, delta.get("tool_calls"))
                 finish = choice.get("finish_reason") or finish
             if cut_at_stop(text, stop)[1]:
                 break
@@ -188,9 +257,15 @@ class OpenAIModel:
         final, found = cut_at_stop(text, stop)
         if len(final) > sent:
             yield Delta(text=final[sent:])
-        if found:
+        if calls and not found:  # a server that parses tool calls (vLLM --tool-call-parser): give them back as text
+            tail = reasoning.close()
+            tail += calls_text(calls, after_text=bool((final + tail).strip()))
+            yield Delta(text=tail)
+            final += tail
             finish = "stop"
-        self.last_raw = text
+        if found or finish == "tool_calls":
+            finish = "stop"
+        self.last_raw = final
         self.last_response = {"chunks": raw_chunks}
         yield Delta(finish_reason=finish or "stop", usage=usage)
 
@@ -218,10 +293,27 @@ class OpenAIModel:
             if resp.status_code != 200:
                 raise self._fail(resp.status_code, resp.text)
             reply = resp.json()
+            self._honour_stop(reply, list(stop or []))
             self.last_response = reply
             self.last_raw = ((reply.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
             return reply
         raise ModelError(f"{self.endpoint} kept failing after {self.retries} retries")
+
+    @staticmethod
+    def _honour_stop(reply: dict[str, Any], stop: list[str]) -> None:
+        """Cut each choice's content at the first stop string, as `stream()` does (a server may ignore them),
+        and turn parsed `tool_calls` back into the text the model wrote."""
+        for choice in reply.get("choices") or []:
+            message = choice.get("message") or {}
+            content = _Reasoning().whole(message)
+            content, found = cut_at_stop(content, stop)
+            calls: dict[int, dict[str, str]] = {}
+            _add_call_deltas(calls, message.get("tool_calls"))
+            if calls and not found:
+                content += calls_text(calls, after_text=bool(content.strip()))
+            if found or calls:
+                choice["finish_reason"] = "stop"
+            message["content"] = content
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backend": "openai", "endpoint": self.endpoint, "model": self.model,
