@@ -90,6 +90,7 @@ class Image:
         try:
             with PILImage.open(io.BytesIO(data)) as im:
                 width, height, fmt = im.width, im.height, im.format or "PNG"
+                im.load()  # a truncated file opens (its header is whole) but does not decode
         except Exception as exc:
             raise ValueError(f"not a readable image ({exc})") from exc
         mime = _MIME.get(fmt, "image/png")

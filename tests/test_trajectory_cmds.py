@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from trajectory_support import ANSWER, QUESTION, write_sample
 
+from r1v4_nb.trajectory import read
+
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "r1v4_nb.cli", *args], cwd=cwd, capture_output=True, text=True,
@@ -151,3 +153,46 @@ def test_import_sharegpt_round_trip(run: Path, tmp_path: Path) -> None:
         for s in original["steps"]]
     (tmp_path / "bad.json").write_text('[{"conversations": [{"from": "gpt", "value": "hi"}]}]')
     one_line_error(cli("import-sharegpt", "bad.json", "-o", "back", cwd=tmp_path), "record 0")
+
+
+@pytest.mark.parametrize("inside_json", [False, True], ids=["plain-text", "json-string"])
+def test_import_api_decodes_base64_wrapped_across_lines_whole(tmp_path: Path, inside_json: bool) -> None:
+    """R1V4's own parser allows whitespace inside inline base64: the whole image is decoded and the
+    payload leaves no pieces in the observation's text (it used to keep a 57-byte truncated PNG)."""
+    import textwrap
+
+    from trajectory_support import make_png
+
+    png = make_png(tmp_path / "c.png", (0, 90, 0), (40, 30)).read_bytes()
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(png).decode(), 76))
+    if inside_json:
+        body = json.dumps({"result": f"saved crop.png data:image/png;base64,{wrapped}\nDone.", "type": "code"})
+    else:
+        body = f"1. crop.png\ndata:image/png;base64,{wrapped}\n2. Done."
+    content = ('<think>\nZoom in.\n</think>\n<tool_call>{"name": "code", "arguments": {"code": "zoom()"}}'
+               f"</tool_call>\n<observation>{body}</observation>\n<think>\nGreen.\n</think>\n<answer>green</answer>")
+    (tmp_path / "reply.json").write_text(json.dumps({"choices": [{"message": {"content": content}}]}))
+    proc = cli("import-api", "reply.json", "-o", "out/run.jsonl", "--question", "Colour?", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    traj = read(tmp_path / "out" / "run.jsonl")
+    (image,) = traj.steps[1].observation.images
+    assert image.path.read_bytes() == png
+    text = traj.steps[1].observation.text
+    assert "base64" not in text and "Done." in text and wrapped.splitlines()[1] not in text
+    assert json.loads(cli("validate", "out/run.jsonl", cwd=tmp_path).stdout)["ok"] is True
+
+
+def test_validate_names_the_step_of_an_image_that_does_not_decode(run: Path, tmp_path: Path) -> None:
+    """An image whose file matches its hash but is truncated is an error naming its step."""
+    import hashlib
+
+    traj = read(run)
+    step = traj.tool_steps[0]
+    good = step.observation.images[0]
+    broken = good.path.read_bytes()[:45]  # inside the pixel data
+    sha = hashlib.sha256(broken).hexdigest()
+    (good.path.parent / f"{sha}{good.path.suffix}").write_bytes(broken)
+    run.write_text(run.read_text(encoding="utf-8").replace(good.sha256, sha), encoding="utf-8")
+    proc = cli("validate", "runs/run.jsonl", cwd=tmp_path)
+    one_line_error(proc, f"step {step.index}: image")
+    assert "does not decode" in proc.stderr and json.loads(proc.stdout)["ok"] is False

@@ -124,12 +124,29 @@ def cmd_import_sharegpt(args: argparse.Namespace) -> int:
 
 
 def image_problems(traj: Trajectory) -> list[str]:
-    """Images whose file no longer has the hash it is named by (edited or corrupted after the run)."""
-    problems = []
-    for im in traj.all_images():
+    """Images that are missing, no longer have the hash they are named by, or do not decode, each named by
+    the step that holds it (`input` for the question's images)."""
+    from PIL import Image as PILImage
+
+    where: list[tuple[str, Any]] = [("input", im) for im in traj.header.images]
+    where += [(f"step {s.index}", im) for s in traj.steps if isinstance(s, ToolStep) for im in s.observation.images]
+    problems, seen = [], set()
+    for place, im in where:
+        if (place, im.sha256) in seen:
+            continue
+        seen.add((place, im.sha256))
+        if not im.path.is_file():
+            problems.append(f"{place}: image {im.path} is missing")
+            continue
         digest = hashlib.sha256(im.path.read_bytes()).hexdigest()
         if digest != im.sha256:
-            problems.append(f"image {im.path} does not match its sha256 {im.sha256[:12]} (the file was changed)")
+            problems.append(f"{place}: image {im.path} does not match its sha256 {im.sha256[:12]} (the file was changed)")
+            continue
+        try:
+            with PILImage.open(im.path) as pil:
+                pil.load()
+        except Exception as exc:  # PIL raises many types for a broken file
+            problems.append(f"{place}: image {im.path} does not decode ({type(exc).__name__}: {exc})")
     return problems
 
 

@@ -34,7 +34,9 @@ from ..records import ModelStep, Observation, Step, ToolCall, ToolStep
 from ..trajectory import End, Header, Trajectory, images_dir, input_image, new_id, read, write
 from ._common import load_dialect, provenance_for
 
-DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,([A-Za-z0-9+/]+=*)")
+# The official parser allows whitespace and line breaks inside the base64: the payload runs on across
+# whitespace; `_payload` decides where it really ends.
+DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,\s*([A-Za-z0-9+/]+(?:\s+[A-Za-z0-9+/]+)*(?:\s*=){0,2})")
 _OBS_OPEN, _OBS_CLOSE = "<observation>", "</observation>"
 _SEARCH_TOOLS = {"image_search", "text_search", "web_visit"}
 
@@ -163,19 +165,57 @@ def _from_request(request: dict[str, Any], store: Path,
 
 def _data_image(url: str, store: Path, provenance: Provenance, warnings: list[str]) -> Image | None:
     m = DATA_URL.fullmatch(url.strip())
+    m = m if m is not None else DATA_URL.fullmatch("".join(url.split()))
     if not m:
         warnings.append(f"image {url[:60]!r} is not an inline data URL; it was not fetched")
         return None
     return _decode(m.group(1), store, provenance, warnings)
 
 
-def _decode(b64: str, store: Path, provenance: Provenance, warnings: list[str]) -> Image | None:
-    try:
-        data = base64.b64decode(b64 + "=" * (-len(b64) % 4))
-        return Image.from_bytes(data, store, provenance)
-    except (binascii.Error, ValueError) as exc:
-        warnings.append(f"an inline image could not be decoded ({exc}); left out")
-        return None
+def _payload_ends(b64: str) -> list[str]:
+    """Candidate payloads of a base64 run wrapped across lines, longest first.
+
+    Wrapped base64 has lines of one width and a shorter last line (or `=` padding); a word after
+    that is text, not image. Every shorter cut is offered too, for `_decode` to test.
+    """
+    pieces = b64.split()
+    if not pieces:
+        return []
+    n = 1
+    while n < len(pieces) and len(pieces[n - 1]) == len(pieces[0]) and "=" not in pieces[n - 1]:
+        n += 1
+    return ["".join(pieces[:k]).replace("=", "") for k in range(n, 0, -1)]
+
+
+def _decode(b64: str, store: Path, provenance: Provenance, warnings: list[str], where: str = "") -> Image | None:
+    """The whole image of a (possibly line-wrapped) base64 payload, verified to decode."""
+    error = "no base64 payload"
+    for candidate in _payload_ends(b64):
+        try:
+            data = base64.b64decode(candidate + "=" * (-len(candidate) % 4))
+            return Image.from_bytes(data, store, provenance)
+        except (binascii.Error, ValueError) as exc:
+            error = str(exc)
+    warnings.append(f"{where + ': ' if where else ''}an inline image could not be decoded ({error}); left out")
+    return None
+
+
+def _url_text(text: str) -> str:
+    """`text` with each inline image URL removed: the whole wrapped payload, and no word after it."""
+    out, pos = [], 0
+    for m in DATA_URL.finditer(text):
+        pieces = list(re.finditer(r"[^\s=]+=*|=+", m.group(1)))
+        n = 1
+        while n < len(pieces) and len(pieces[n - 1].group()) == len(pieces[0].group()) \
+                and "=" not in pieces[n - 1].group():
+            n += 1
+        end = m.start(1) + pieces[n - 1].end() if pieces else m.end()
+        while end < m.end(1) and (text[end] == "=" or (text[end].isspace() and text[end:m.end(1)].strip() == "=")):
+            end += 1
+        out.append(text[pos:m.start()])
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _image_files(paths: Sequence[Any], base: Path, warnings: list[str]) -> list[Image]:
@@ -229,7 +269,7 @@ def _tool_step(index: int, body: str, call: ToolCall | None, store: Path, warnin
         call = ToolCall(kind or "", {}, error="the reply has an observation without a tool call before it")
     images = []
     for b64 in urls:
-        im = _decode(b64, store, provenance_for(call.name or kind or "", index), warnings)
+        im = _decode(b64, store, provenance_for(call.name or kind or "", index), warnings, f"step {index}")
         if im is not None:
             images.append(im)
     return ToolStep(index, call, Observation(text, images))
@@ -244,7 +284,7 @@ def _unpack(body: str) -> tuple[str, list[str], str | None]:
         obj, end = None, 0
     if not isinstance(obj, dict):
         urls = DATA_URL.findall(body)
-        return DATA_URL.sub("", body).strip(), urls, None
+        return _url_text(body).strip(), urls, None
     urls: list[str] = []
     cleaned = _strip_urls(obj, urls)
     rest = stripped[end:]
@@ -255,7 +295,7 @@ def _unpack(body: str) -> tuple[str, list[str], str | None]:
         text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
     else:
         text = json.dumps({k: v for k, v in cleaned.items() if k != "type"}, ensure_ascii=False)
-    leftover = DATA_URL.sub("", rest).strip()
+    leftover = _url_text(rest).strip()
     return (f"{text}\n{leftover}" if leftover else text).strip(), urls, kind
 
 
@@ -263,7 +303,7 @@ def _strip_urls(value: Any, urls: list[str]) -> Any:
     """`value` with every inline image URL cut out (collected into `urls`, in document order)."""
     if isinstance(value, str):
         urls.extend(DATA_URL.findall(value))
-        return DATA_URL.sub("", value).strip() if DATA_URL.search(value) else value
+        return _url_text(value).strip() if DATA_URL.search(value) else value
     if isinstance(value, list):
         items = [_strip_urls(v, urls) for v in value]
         return [v for v, orig in zip(items, value, strict=True) if not (v == "" and isinstance(orig, str) and orig)]
