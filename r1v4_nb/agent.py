@@ -31,6 +31,7 @@ from .events import (
     ToolStarted,
     TurnFinished,
     TurnStarted,
+    events_of_step,
 )
 from .images import Image, Provenance
 from .models.base import GenerationSettings, Model
@@ -116,6 +117,12 @@ class Agent:
         self._bus = EventBus()
         self._cancel = threading.Event()
 
+    @classmethod
+    def from_header(cls, header: Header, model: Model, tools: Sequence[Tool], **kw: Any) -> Agent:
+        """An agent set up as a recorded run was: its dialect, mode and system prompt, with `model` and `tools`."""
+        return cls(model, tools=tools, dialect=header.dialect, mode=header.mode, system_prompt=header.system_prompt,
+                   **kw)
+
     def subscribe(self, fn: Callable[[Any], None]) -> Callable[[], None]:
         """Call `fn(event)` for every event of every run; returns a function that unsubscribes."""
         return self._bus.subscribe(fn)
@@ -149,7 +156,11 @@ class Agent:
 
     def fork(self, trajectory: Trajectory | str | Path, step: int, replacement: Sequence[Step] = (),
              out: str | Path | None = None) -> Iterator[Any]:
-        """Branch a recorded run at `step` (keeping the steps before it, then `replacement`) and go on live."""
+        """Branch a recorded run at `step` (keeping the steps before it, then `replacement`) and go on live.
+
+        The events begin with those of the kept steps, right after `RunStarted`, so every view of the
+        branch (widget, printer) draws all of it.
+        """
         source = trajectory if isinstance(trajectory, Trajectory) else read(trajectory)
         if source.header.dialect != self.dialect.name:
             raise UsageError(f"the trajectory was written in dialect {source.header.dialect!r} but this agent "
@@ -209,6 +220,8 @@ class Agent:
         reason, answer, error = "no_answer", None, None
         started: list[Tool] = []
         yield RunStarted({**st.header.to_json(st.writer.path.parent), "path": str(st.writer.path)})
+        for kept in st.steps:  # a fork's kept steps (and its edited one): none for a new run
+            yield from events_of_step(kept)
         try:
             for tool in self.tools.values():
                 tool.start(st.ctx)

@@ -87,6 +87,16 @@ Event = (RunStarted | TurnStarted | TokenDelta | SegmentClosed | TurnFinished | 
 Subscriber = Callable[[Any], None]
 
 
+def events_of_step(step: ModelStep | ToolStep | NoteStep) -> list[Event]:
+    """The events a live run would have sent for a recorded step (without the token stream)."""
+    if isinstance(step, ModelStep):
+        return [TurnStarted(step.index), *(SegmentClosed(step.index, s) for s in step.segments),
+                TurnFinished(step)]
+    if isinstance(step, ToolStep):
+        return [ToolStarted(step.index, step.call), ToolFinished(step)]
+    return [NoteAdded(step)]
+
+
 class EventBus:
     """Calls every subscriber with every event, in subscription order."""
 

@@ -1,4 +1,4 @@
-"""`r1v4-nb run | replay | demo`: running the agent from the shell."""
+"""`r1v4-nb run | rerun | demo`: running the agent from the shell (`replay`: the old name of `rerun`)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("replay", help="re-run a recorded trajectory (model turns replayed)")
+    # `rerun`, not `replay`: `%r1v4 replay` opens the debugger. The old name stays as an alias.
+    p = sub.add_parser("rerun", aliases=["replay"],
+                       help="re-run a recorded trajectory (model turns replayed); 'replay' is the old name")
     p.add_argument("file", help="a trajectory .jsonl")
     p.add_argument("--live-tools", action="store_true", help="run the tools live instead of replaying them")
     p.add_argument("--out", default=None, help="where to write the new trajectory")
     p.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("demo", help="the main job: the agent on a bundled example, step by step")
     p.add_argument("--mode", default="general", choices=["general", "deepresearch"],
@@ -89,43 +91,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _execute(agent, agent.run(question, args.image, out=args.out), args.quiet)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from ..agent import Agent
-    from ..models.replay import ReplayModel
-    from ..tools.registry import build_tool
-    from ..tools.replay import replay_tools
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from ..runs import rerun
     from ..trajectory import read
 
     traj = read(args.file)
     for w in traj.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    tools = ([build_tool(t["name"]) for t in traj.header.tools] if args.live_tools else replay_tools(traj))
-    agent = Agent(ReplayModel.from_trajectory(traj), tools=tools, dialect=traj.header.dialect,
-                  mode=traj.header.mode, system_prompt=traj.header.system_prompt)
-    events = agent.run(traj.header.question, traj.header.images, out=args.out or _replay_path(traj.path),
-                       meta={**traj.header.meta, "replay_of": traj.header.id})
+    agent, events = rerun(traj, live=args.live_tools, out=args.out)
     return _execute(agent, events, args.quiet)
-
-
-def _replay_path(path: Path | None) -> Path:
-    import time
-
-    assert path is not None
-    return Path("runs") / f"{path.stem}.replay-{int(time.time())}.jsonl"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..agent import Agent
     from ..models.replay import DEMO_TRAJECTORIES, demo_model
-    from ..tools.registry import build_tool
-    from ..tools.replay import replay_tools
+    from ..runs import WORLD_TOOLS, recorded_tools
     from ..trajectory import new_id, read
 
     path = DEMO_TRAJECTORIES[args.mode]
     if not path.is_file():
         raise UsageError(f"the bundled demo is missing at {path}; reinstall r1v4-nb")
     demo = read(path)
-    tools, how = replay_tools(demo), "replayed from the record"
+    tools, how = recorded_tools(demo), "replayed from the record"
     if not args.replay_tools:
         try:
             if any(t["name"] in WORLD_TOOLS for t in demo.header.tools):
@@ -135,13 +122,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 how = "run live (searches over the offline demo world)"
             else:
                 how = "run live"
-            tools = [build_tool(t["name"]) for t in demo.header.tools]
+            tools = recorded_tools(demo, live=True)
         except (ImportError, OSError, R1V4Error) as exc:
             how = "replayed from the record"
             print(f"note: live tools unavailable ({exc}); replaying them from the record", file=sys.stderr)
     print(f"r1v4-nb demo: the model turns are a hand-written demonstration, replayed; the tools are {how}.\n")
-    agent = Agent(demo_model(args.mode), tools=tools, dialect=demo.header.dialect, mode=demo.header.mode,
-                  system_prompt=demo.header.system_prompt)
+    agent = Agent.from_header(demo.header, demo_model(args.mode), tools)
     stem = "demo" if args.mode == "general" else f"demo-{args.mode}"
     out = Path(args.out) if args.out else Path("runs") / f"{stem}-{new_id()}.jsonl"
     agent.subscribe(Printer(max_obs_chars=1200))
@@ -162,7 +148,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-WORLD_TOOLS = {"text_search", "image_search", "web_visit"}  # their offline backends read the generated world
 _SIMILARITY = re.compile(r"similarity \d\.\d+")  # image match scores move a little across OpenCV versions
 
 

@@ -11,49 +11,18 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..images import Image, Provenance
 from ..modes import MODES, get_mode
-from ..trajectory import Trajectory, read
-
-
-@dataclass
-class ToolConfig:
-    """Which tools a run gets: the mode's defaults, plus `enabled`, minus `disabled`, built with `settings`.
-
-    `source`: "auto" (recorded observations for a replay model, live tools otherwise), "live" or "replay".
-    """
-
-    enabled: set[str] = field(default_factory=set)
-    disabled: set[str] = field(default_factory=set)
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    source: str = "auto"
-
-    def names(self, mode: str) -> list[str]:
-        base = list(get_mode(mode).tools) if mode in MODES else []
-        return [n for n in base + sorted(self.enabled - set(base)) if n not in self.disabled]
-
-
-@dataclass
-class Session:
-    model: Any = None
-    load_args: dict[str, Any] | None = None
-    tools: ToolConfig = field(default_factory=ToolConfig)
-    runs_dir: Path = Path("runs")
-    runs: list[Any] = field(default_factory=list)
-
-    @property
-    def last(self) -> Any:
-        if not self.runs:
-            raise UsageError("no run yet in this session; ask a question first (%%r1v4 ask)")
-        return self.runs[-1]
-
+from ..runs import is_replay
+from ..trajectory import read
+from .session import Session, ToolConfig, follow_notebook_session
 
 SESSION = Session()
+follow_notebook_session(lambda: SESSION)  # read at call time: a test may put a fresh session in its place
 
 
 # -- load / status / tools -------------------------------------------------------------------------------
@@ -101,22 +70,18 @@ def _model(mode: str | None = None) -> Any:
                              f"none in {target} mode; load a model to ask in {target} mode (%r1v4 load MODEL)")
         if target != demo or getattr(SESSION.model, "calls", 0):
             SESSION.model = demo_model(target)
-    elif _is_replay(SESSION.model) and getattr(SESSION.model, "calls", 0) and SESSION.load_args is not None:
+    elif is_replay(SESSION.model) and getattr(SESSION.model, "calls", 0) and SESSION.load_args is not None:
         a = SESSION.load_args
         load(a["spec"], quantization=a["quantization"], endpoint=a["endpoint"], api_key_env=a["api_key_env"],
              adapter=a["adapter"])
     return SESSION.model
 
 
-def _is_replay(model: Any) -> bool:
-    return model.describe().get("backend") == "replay"
-
-
 def _demo_mode(model: Any) -> str | None:
     """The mode of a bundled demonstration model (a recording shipped with the package), else None."""
     from ..models.replay import DEMO_TRAJECTORIES
 
-    if model is None or not _is_replay(model):
+    if model is None or not is_replay(model):
         return None
     source = getattr(model, "source", None)
     for mode, path in DEMO_TRAJECTORIES.items():
@@ -192,20 +157,6 @@ def tools(action: str | None = None, name: str | None = None, **settings: Any) -
         raise UsageError(f"unknown tools action {action!r}; use enable, disable, set, source or reset")
     return {"available": list(TOOLS), "by_mode": {m: SESSION.tools.names(m) for m in MODES},
             "settings": SESSION.tools.settings, "source": SESSION.tools.source}
-
-
-def _build_tools(mode: str, model: Any) -> list[Any]:
-    cfg = SESSION.tools
-    replay_source = getattr(model, "source", None)
-    if cfg.source == "replay" or (cfg.source == "auto" and _is_replay(model) and replay_source):
-        if not replay_source:
-            raise UsageError("tool source 'replay' needs a replay model; load one with %r1v4 load replay:FILE")
-        from ..tools.replay import replay_tools
-
-        return replay_tools(read(replay_source))
-    from ..tools.registry import build_tool
-
-    return [build_tool(n, **cfg.settings.get(n, {})) for n in cfg.names(mode)]
 
 
 # -- ask ------------------------------------------------------------------------------------------------
@@ -318,7 +269,7 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
             meta["recording"] = {"asked": question.strip(), "asked_images": [_image_label(im) for im in resolved]}
             question, resolved = recorded.question, list(recorded.images)
     mode = mode or _recorded_mode(model) or "general"
-    agent = Agent(model, tools=list(tools) if tools is not None else _build_tools(mode, model), mode=mode,
+    agent = Agent(model, tools=list(tools) if tools is not None else SESSION.tools_for(mode, model), mode=mode,
                   budgets=budgets, runs_dir=SESSION.runs_dir)
     from .widget import RunView
 
@@ -334,7 +285,7 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
 
 def _recording_of(model: Any) -> Any:
     """The header of the run a replay model recorded (None for a model that generates)."""
-    source = getattr(model, "source", None) if _is_replay(model) else None
+    source = model.source if is_replay(model) else None
     if source and Path(source).is_file():
         return read(source, check_images=False).header
     return None
@@ -380,7 +331,7 @@ def _image_label(im: Any) -> str:
 
 
 def _recorded_mode(model: Any) -> str | None:
-    source = getattr(model, "source", None) if _is_replay(model) else None
+    source = model.source if is_replay(model) else None
     if source and Path(source).is_file():
         return read(source, check_images=False).header.mode
     return None
@@ -427,7 +378,7 @@ def replay(path: str | Path, display: bool = True) -> Any:
     contexts, fork and compare; under it a static copy that a saved notebook shows without a kernel."""
     from .debugger import Debugger
 
-    dbg = Debugger(read(_last_or(path)))
+    dbg = Debugger(read(_last_or(path)), session=SESSION)
     if display:
         from IPython.display import HTML
         from IPython.display import display as show
@@ -448,11 +399,3 @@ def export_html(path: str | Path, out: str | Path | None = None) -> Path:
     target.write_text(export_page(RunState.from_trajectory(traj), f"r1v4 run {traj.header.id}"), encoding="utf-8")
     return target
 
-
-def trajectory_of(run_or_path: Any) -> Trajectory:
-    """A trajectory from a LiveRun, a path or a Trajectory."""
-    if isinstance(run_or_path, Trajectory):
-        return run_or_path
-    if hasattr(run_or_path, "trajectory"):
-        return run_or_path.trajectory
-    return read(run_or_path)

@@ -35,9 +35,10 @@ from ..events import (
     ToolStarted,
     TurnFinished,
     TurnStarted,
+    events_of_step,
 )
 from ..images import Image
-from ..records import ModelStep, NoteStep, Segment, ToolStep
+from ..records import Segment
 from ..trajectory import Header, Trajectory
 
 Op = list[Any]
@@ -399,16 +400,6 @@ def segment_json(seg: Segment) -> dict[str, Any]:
     if seg.call is not None:
         d["call"] = {"name": seg.call.name, "arguments": seg.call.arguments, "error": seg.call.error}
     return d
-
-
-def events_of_step(step: ModelStep | ToolStep | NoteStep) -> list[Any]:
-    """The events a live run would have sent for a recorded step (without the token stream)."""
-    if isinstance(step, ModelStep):
-        return [TurnStarted(step.index), *(SegmentClosed(step.index, s) for s in step.segments),
-                TurnFinished(step)]
-    if isinstance(step, ToolStep):
-        return [ToolStarted(step.index, step.call), ToolFinished(step)]
-    return [NoteAdded(step)]
 
 
 def plan_steps(text: str) -> list[dict[str, Any]] | None:

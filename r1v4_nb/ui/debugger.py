@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import uuid
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory
-from .cards import RunState, events_of_step
+from .cards import RunState
 from .compare import Comparison
 from .highlight import highlight_python
 from .render import (
@@ -36,6 +35,7 @@ from .render import (
     snapshot,
 )
 from .sanitize import esc
+from .session import Session, notebook_session
 
 
 def step_label(step: Step) -> str:
@@ -183,7 +183,7 @@ def compare(left: Trajectory | Any, right: Trajectory | Any, titles: tuple[str, 
     Each side is a trajectory, a path or a finished LiveRun; the result is static HTML (a `Comparison`), so
     a saved notebook keeps it. A live RunView (a branch still running) is drawn beside the other run instead.
     """
-    from .api import trajectory_of
+    from .runner import trajectory_of
     from .widget import RunView
 
     names = titles or ("", "")
@@ -203,20 +203,6 @@ def _pane(x: Any, title: str) -> w.Widget:
     return pane
 
 
-def _with_kept_steps(events: Iterator[Any], kept: list[Step]) -> Iterator[Any]:
-    """A fork's events, with the steps it keeps (and the edited one) drawn right after the run starts.
-
-    The agent emits events only for the steps it runs; the branch's view shows the whole branch.
-    """
-    from ..events import RunStarted
-
-    for ev in events:
-        yield ev
-        if isinstance(ev, RunStarted):
-            for step in kept:
-                yield from events_of_step(step)
-
-
 OPEN: weakref.WeakSet[Debugger] = weakref.WeakSet()  # debuggers on the page, told when a model is loaded
 
 
@@ -225,10 +211,15 @@ def _pane_layout() -> w.Layout:
 
 
 class Debugger(w.VBox):
-    """Navigate a recorded run step by step, see each step's context, fork and compare."""
+    """Navigate a recorded run step by step, see each step's context, fork and compare.
 
-    def __init__(self, traj: Trajectory, runs_dir: str | Path | None = None):
+    A fork goes on with `session`'s loaded model and tools and into its runs folder (or `runs_dir`);
+    without a session, the magics' one.
+    """
+
+    def __init__(self, traj: Trajectory, runs_dir: str | Path | None = None, session: Session | None = None):
         self.traj = traj
+        self._session = session
         self.state = RunState.from_trajectory(traj)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else None
         self.branches: list[Any] = []
@@ -338,13 +329,17 @@ class Debugger(w.VBox):
 
     # -- forking ------------------------------------------------------------------------------------------
 
+    @property
+    def session(self) -> Session:
+        """Where a fork's model, tools and runs folder come from."""
+        return self._session if self._session is not None else notebook_session()
+
     def refresh_models(self) -> None:
         """Offer the session's loaded model as the branch's continuation (`api.load` calls this)."""
-        from .api import SESSION, _is_replay
-
         options: list[tuple[str, str]] = [("the recorded turns", "replay")]
-        if SESSION.model is not None and not _is_replay(SESSION.model):
-            options.append((f"the loaded model: {SESSION.model.describe().get('name', 'model')}", "model"))
+        live = self.session.live_model()
+        if live is not None:
+            options.append((f"the loaded model: {live.describe().get('name', 'model')}", "model"))
         if options != list(self.continue_with.options):
             self.continue_with.options = options
             self.continue_with.value = "model" if len(options) > 1 else "replay"
@@ -386,11 +381,8 @@ class Debugger(w.VBox):
         The branch continues with `model`, else the session's loaded model (with the session's tools), else
         (or with `replay=True`) the replay of the recorded turns after the fork (with the recorded observations).
         """
-        from ..agent import Agent
         from ..dialects import get_dialect
-        from ..models.replay import ReplayModel
-        from ..tools.replay import replay_tools
-        from .api import SESSION, _build_tools, _is_replay
+        from ..runs import fork
         from .runner import LiveRun
         from .widget import RunView
 
@@ -400,23 +392,15 @@ class Debugger(w.VBox):
         original = self.traj.steps[k]
         h = self.traj.header
         replacement = edited_step(original, editable_text(original) if text is None else text, get_dialect(h.dialect))
-        if model is None and not replay and SESSION.model is not None and not _is_replay(SESSION.model):
-            model, tools = SESSION.model, _build_tools(h.mode, SESSION.model)
-        elif model is None:
-            try:
-                model = ReplayModel.from_trajectory(self.traj, start_step=k + 1, name="replay after the fork")
-            except UsageError:  # nothing recorded after the fork: a model turn ends the branch with an error
-                model = ReplayModel([], name="replay after the fork (no recorded turns left)",
-                                    source=str(self.traj.path))
-            tools = replay_tools(self.traj, start_step=k + 1)
-        else:
-            tools = _build_tools(h.mode, model)
-        runs_dir = self.runs_dir or SESSION.runs_dir
-        agent = Agent(model, tools=tools, dialect=h.dialect, mode=h.mode, runs_dir=runs_dir)
+        session = self.session
+        if model is None and not replay:
+            model = session.live_model()  # None: the recorded turns after the fork
+        tools = session.tools_for(h.mode, model) if model is not None else None
+        runs_dir = self.runs_dir or session.runs_dir
         out = runs_dir / f"{h.id}-fork{k}-{uuid.uuid4().hex[:6]}.jsonl"
         view = RunView()
-        events = agent.fork(self.traj, k, [replacement], out=out)
-        run = LiveRun(agent, _with_kept_steps(events, [*self.traj.steps[:k], replacement]), view)
+        agent, events = fork(self.traj, k, [replacement], model=model, tools=tools, runs_dir=runs_dir, out=out)
+        run = LiveRun(agent, events, view)
         self.branches.append(run)
         title = w.HTML(f'<div class="r1v4-run"><div class="r1v4-pane-title">Branch at step {k}: the original run '
                        f'(left) and the branch (right, written to {esc(out)})</div></div>')

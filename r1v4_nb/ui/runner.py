@@ -105,3 +105,12 @@ class LiveRun:
     def __repr__(self) -> str:
         state = "running" if not self.done else f"{self.reason}, answer={self.answer!r}"
         return f"<LiveRun {self.path or '(starting)'}: {state}>"
+
+
+def trajectory_of(run_or_path: LiveRun | Trajectory | str | Path) -> Trajectory:
+    """A trajectory from a LiveRun, a path or a Trajectory."""
+    if isinstance(run_or_path, Trajectory):
+        return run_or_path
+    if isinstance(run_or_path, LiveRun):
+        return run_or_path.trajectory
+    return read(run_or_path)
