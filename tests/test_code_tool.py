@@ -175,11 +175,12 @@ def test_no_network_namespace_warns_once_or_refuses(monkeypatch: pytest.MonkeyPa
     assert obs.error == "network isolation unavailable" and obs.limits_hit == ["network"]
 
 
-def test_cancel_reaches_model_code(setup) -> None:
+def test_cancel_reaches_model_code(setup, monkeypatch: pytest.MonkeyPatch) -> None:
     tool, ctx, _ = setup
+    monkeypatch.setattr(tool.limits, "time_s", 120)  # the cancel, however late on a loaded machine, comes first
     ctx.cancel = threading.Event()
     threading.Timer(0.3, ctx.cancel.set).start()
-    obs = run(tool, ctx, "import time\ntime.sleep(2.5)")
+    obs = run(tool, ctx, "import time\ntime.sleep(100)")
     assert obs.error == "KeyboardInterrupt" and not obs.data["restarted"]
     ctx.cancel = threading.Event()
 
@@ -238,3 +239,40 @@ def test_inside_an_agent_run(tmp_path: Path) -> None:
     assert obs.images[0].provenance.kind == "code" and obs.images[0].provenance.box == [100, 50, 200, 150]
     assert obs.images[0].path.is_file()
     assert tool.workers == {}  # finished with the run
+
+
+def test_require_isolation_refuses_where_the_boundary_is_missing(setup, tmp_path: Path) -> None:
+    _, _, src = setup
+    ctx = ToolContext("iso", tmp_path / "iso", step=1)
+    ctx.workdir.mkdir()
+    ctx.register_image(src, "image_1")
+    strict = CodeTool(timeout_s=60, require_isolation=True)
+    try:
+        obs = strict.run({"code": "print(1)"}, ctx)
+        assert obs.error is None and obs.text == "1"  # this machine gives the whole boundary
+    finally:
+        strict.close()
+    from r1v4_nb.sandbox.contain import landlock_abi
+
+    laptop = CodeTool(timeout_s=60, require_isolation=True, view="landlock")  # as without a mount namespace
+    try:
+        obs = laptop.run({"code": "print(1)"}, ctx)
+        assert obs.error == "isolation unavailable" and obs.limits_hit == ["isolation"]
+        assert ("unix sockets" if landlock_abi() else "every host file") in obs.text
+    finally:
+        laptop.close()
+
+
+def test_a_forged_image_outside_scratch_is_not_returned(setup, tmp_path: Path) -> None:
+    tool, ctx, _ = setup
+    outside = tmp_path / "host.png"
+    PILImage.new("RGB", (8, 8)).save(outside)
+    forged = ("import gc\nfrom r1v4_nb.sandbox import protocol\n"
+              "s = next(o for o in gc.get_objects() if type(o).__name__ == '_Session')\n"
+              "protocol.send(s.wfd, {'type': 'result', 'id': s.call_id, 'stdout': '', 'stderr': '', "
+              f"'images': [{{'path': {str(outside)!r}, 'name': 'x.png'}}, {{'path': '/proc/self/environ', "
+              "'name': 'env.png'}]})\nimport time\ntime.sleep(100)")
+    obs = run(tool, ctx, forged)
+    assert obs.images == [] and obs.text.count("not returned") == 2
+    tool.workers[ctx.trajectory_id].restart()  # the real call is still sleeping
+    assert run(tool, ctx, "image_1.size").text == "(400, 300)"

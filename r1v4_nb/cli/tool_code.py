@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import uuid
@@ -58,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the sandbox could not run: {exc}") from exc
     finally:
         tool.finish(ctx)
+    # the files the code saved, in the (kept) scratch folder; the checked copies went with the worker
+    images = [os.path.normpath(workdir.resolve() / (im.provenance.name or im.path.name)) for im in obs.images]
     print(json.dumps({
-        "text": obs.text, "images": [str(im.path) for im in obs.images], "error": obs.error,
+        "text": obs.text, "images": images, "error": obs.error,
         "elapsed_s": obs.data.get("elapsed_s"), "limits_hit": obs.limits_hit,
     }, indent=2))
     return 0

@@ -65,24 +65,28 @@ def recv(fd: int) -> dict[str, Any]:
 class Reader:
     """Reads messages from a pipe with a deadline and a cancel check (the kernel's side)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, max_message: int = MAX_MESSAGE):
         self.fd = fd
+        self.max_message = max_message
         self.buffer = bytearray()
 
     def _take(self) -> dict[str, Any] | None:
         if len(self.buffer) < 4:
             return None
         (length,) = struct.unpack(">I", self.buffer[:4])
-        if length > MAX_MESSAGE:
-            raise ProtocolError(f"message of {length} bytes")
+        if length > self.max_message:
+            raise ProtocolError(f"a message of {length} bytes (at most {self.max_message})")
         if len(self.buffer) < 4 + length:
             return None
         body = bytes(self.buffer[4:4 + length])
         del self.buffer[:4 + length]
         try:
-            return json.loads(body.decode("utf-8"))
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from exc
+            message = json.loads(body.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than the stack
+            raise ProtocolError(f"not JSON ({type(exc).__name__})") from None
+        if not isinstance(message, dict):
+            raise ProtocolError(f"a JSON {type(message).__name__}, not an object")
+        return message
 
     def read(self, deadline: float, cancelled: Callable[[], bool] = lambda: False,
              on_cancel: Callable[[], None] | None = None) -> dict[str, Any]:

@@ -60,18 +60,54 @@ class CappedText(io.TextIOBase):
 def main() -> None:
     rfd, wfd = os.dup(0), os.dup(1)
     init = protocol.recv(rfd)
-    report = contain.enter_namespaces()
+    report = contain.enter_namespaces(init.get("view", "auto"))
     child = os.fork()
     if child:
         _supervise(child, wfd)
     contain.die_with_parent()
     os.setpgid(0, 0)  # kill(0, ...) from model code then reaches only this process's group, not the supervisor
+    from . import helpers  # noqa: F401  (the project checkout is not in the new root: import it now)
+
     scratch = init["scratch"]
-    contain.setup_filesystem(scratch, init.get("readonly", []), report)
-    os.chdir(scratch)  # again: the old cwd still points into the read-only view
+    libraries, links = contain.library_paths()
+    plan = contain.RootPlan(scratch=scratch, inputs=init.get("inputs_src", ""),
+                            readonly=contain.python_paths() + libraries, files=["/etc/ld.so.cache"],
+                            links=links, tmp_mb=int(init["limits"]["file_size_mb"]))
+    try:
+        contain.setup_filesystem(plan, report)
+    except contain.RootFailed as exc:
+        os.write(2, f"r1v4_nb sandbox: {exc}\n".encode())
+        os._exit(70)
+    tmp = "/tmp" if report["private_root"] else os.path.join(scratch, ".tmp")
+    os.makedirs(tmp, exist_ok=True)
+    os.environ["TMPDIR"] = tmp
+    os.chdir(scratch)  # again: the old cwd points into the host's tree
+    if not report["private_root"] and not report["readonly_root"]:
+        _copy_inputs(plan.inputs, os.path.join(scratch, "inputs"))
     contain.drop_privileges(report)
     contain.set_limits(init["limits"], report)
-    _Session(rfd, wfd, init, report).serve()
+    session = _Session(rfd, wfd, init, report)
+    session.prepare()
+    if not report["private_root"] and not report["readonly_root"]:
+        contain.apply_landlock(plan.readonly + plan.files, [scratch] + [f"/dev/{d}" for d in plan.devices], report)
+    session.serve()
+
+
+def _copy_inputs(source: str, target: str) -> None:
+    """Without a mount namespace the input copies are plain files: restore them from the host's pristine ones
+    (model code in an earlier worker may have changed them)."""
+    if not source:
+        return
+    if os.path.islink(target) or (os.path.exists(target) and not os.path.isdir(target)):
+        os.unlink(target)
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(source):
+        dest = os.path.join(target, name)
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        with open(os.path.join(source, name), "rb") as src, open(dest, "xb") as out:
+            out.write(src.read())
+        os.chmod(dest, 0o444)
 
 
 def _supervise(child: int, wfd: int) -> None:
@@ -106,35 +142,41 @@ class _Session:
         self.report = report
         self.limits = init["limits"]
         self.scratch = os.path.realpath(init["scratch"])
-        self.readonly = [os.path.realpath(p) for p in init.get("readonly", [])]
+        self.readonly = [os.path.join(self.scratch, "inputs")]  # printed input paths are not outputs
         self.main_pid = os.getpid()
         self.calls = 0
+        self.call_id: str | None = None  # echoed in the result: a result for another call shows a forged one
         self.saved: dict[str, dict[str, Any] | None] = {}
         self.out = CappedText(self.limits["output_chars"])
         self.err = CappedText(self.limits["output_chars"])
-        self.capture_path = os.path.join(init["private"], "fd-output")
+        self.started = time.monotonic()
 
-    def serve(self) -> None:
-        started = time.monotonic()
+    def prepare(self) -> None:
+        """Redirect the fds and preload the libraries and images (before Landlock, if that applies)."""
         self._redirect_fds()
         self._preload()
+
+    def serve(self) -> None:
         protocol.send(self.wfd, {"type": "ready", "containment": self.report,
-                                 "startup_s": round(time.monotonic() - started, 4)})
+                                 "startup_s": round(time.monotonic() - self.started, 4)})
         while True:
             try:
                 request = protocol.recv(self.rfd)
             except (protocol.Closed, OSError):
                 os._exit(0)
             if request.get("type") == "exec":
-                protocol.send(self.wfd, self._execute(request["code"], int(request.get("step", 0))))
+                self.call_id = request.get("id")
+                result = self._execute(request["code"], int(request.get("step", 0)))
+                result["id"] = self.call_id
+                protocol.send(self.wfd, result)
 
     def _redirect_fds(self) -> None:
-        """Model code and the libraries it calls may write to fds 1 and 2: send those to a file, not the pipe."""
-        os.makedirs(os.path.dirname(self.capture_path), exist_ok=True)
+        """Model code and the libraries it calls may write to fds 1 and 2: send those to an anonymous file
+        (memfd: no path anyone could replace), not the pipe."""
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        cap = os.open(self.capture_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        cap = os.memfd_create("fd-output", 0)
         os.dup2(cap, 1)
         os.dup2(cap, 2)
         os.close(cap)
@@ -286,8 +328,7 @@ class _Session:
         limit = self.limits["output_chars"]
         try:
             size = os.fstat(1).st_size
-            with open(self.capture_path, "rb") as f:
-                data = f.read(limit)
+            data = os.pread(1, limit, 0)
             os.ftruncate(1, 0)
             os.lseek(1, 0, os.SEEK_SET)
         except OSError:

@@ -10,7 +10,9 @@ hit or restart.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
 import threading
 import warnings
@@ -19,7 +21,7 @@ from typing import Any
 
 from ..images import Image, Provenance
 from ..records import Observation
-from ..sandbox.client import CallResult, InputImage, Limits, StartError, Worker
+from ..sandbox.client import CallResult, ImageRefused, InputImage, Limits, StartError, Worker
 from .base import Tool, ToolContext, ToolError, require
 
 log = logging.getLogger(__name__)
@@ -56,18 +58,21 @@ class CodeTool(Tool):
     def __init__(self, timeout_s: float = 30.0, memory_mb: int = 4096, processes: int = 64, open_files: int = 256,
                  file_size_mb: int = 256, output_chars: int = 20_000, max_images: int = 8,
                  max_image_pixels: int = 4096 * 4096, require_network_isolation: bool = False,
-                 start_timeout_s: float = 60.0):
+                 start_timeout_s: float = 60.0, require_isolation: bool = False, view: str = "auto"):
         self.limits = Limits(time_s=timeout_s, memory_mb=memory_mb, processes=processes, open_files=open_files,
                              file_size_mb=file_size_mb, output_chars=output_chars, images=max_images,
                              image_pixels=max_image_pixels)
         self.require_network_isolation = require_network_isolation
+        self.require_isolation = require_isolation  # refuse unless model code sees nothing of the host
+        self.view = view
         self.start_timeout_s = start_timeout_s
         self.workers: dict[str, Worker] = {}
         self._lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {"limits": self.limits.to_json(),
-                               "require_network_isolation": self.require_network_isolation}
+                               "require_network_isolation": self.require_network_isolation,
+                               "require_isolation": self.require_isolation}
         for worker in self.workers.values():
             if worker.containment:
                 out["containment"] = worker.containment
@@ -97,7 +102,8 @@ class CodeTool(Tool):
                 inputs = sorted(((int(m.group(1)), n, im) for n, im in ctx.images.items()
                                  if (m := _INPUT_NAME.match(n))), key=lambda t: t[0])
                 worker = Worker(Path(ctx.workdir), [InputImage(n, Path(im.path), im.sha256, _file_name(n, im))
-                                                    for _, n, im in inputs], self.limits, self.start_timeout_s)
+                                                    for _, n, im in inputs], self.limits, self.start_timeout_s,
+                                self.view)
                 worker.start()
                 self.workers[ctx.trajectory_id] = worker
             return worker
@@ -109,12 +115,23 @@ class CodeTool(Tool):
             containment = worker.wait_ready()
         except StartError as exc:
             raise ToolError(str(exc)) from exc
+        if self.require_isolation and not worker.isolated:
+            why = "; ".join(worker.exposed())
+            return Observation(text=f"[refused: the sandbox cannot hide the host on this machine; model code would "
+                                    f"reach {why}. CodeTool(require_isolation=False) runs it anyway]",
+                               error="isolation unavailable", limits_hit=["isolation"],
+                               data={"containment": containment})
         warning = self._check_network(containment)
         if warning and self.require_network_isolation:
             return Observation(text=f"[refused: {warning}]", error="network isolation unavailable",
                                limits_hit=["network"], data={"containment": containment})
         result = worker.execute(code, ctx.step, ctx.cancel)
-        images = [self._register(entry, ctx) for entry in result.images]
+        images = []
+        for entry in result.images:
+            try:
+                images.append(self._register(entry, worker, ctx))
+            except (ImageRefused, ValueError) as exc:  # the worker named something that is not its image
+                result.notes.append(f"{entry['name']}: not returned ({exc})")
         text = render(result, images)
         if warning and result.fresh and worker.restarts == 0:
             text = f"[warning: {warning}]\n{text}"
@@ -125,14 +142,31 @@ class CodeTool(Tool):
                   "elapsed_s": round(result.elapsed_s, 6), "containment": containment},
         )
 
-    def _register(self, entry: dict[str, Any], ctx: ToolContext) -> Image:
-        """The image record for an output file, with provenance, addressable by the path the code printed."""
+    def _register(self, entry: dict[str, Any], worker: Worker, ctx: ToolContext) -> Image:
+        """The image record for an output file, with provenance, addressable by the path the code printed.
+
+        The bytes are read once, safely (`Worker.read_image`), checked against the
+        pixel limit and kept in the host's own folder: model code can later replace
+        the file in scratch, but not what the record points to.
+        """
+        from PIL import Image as PILImage
+
+        data = worker.read_image(entry["path"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            try:
+                with PILImage.open(io.BytesIO(data)) as im:
+                    pixels = im.width * im.height
+            except Exception as exc:
+                raise ValueError(f"not a readable image: {type(exc).__name__}") from None
+        if pixels > self.limits.image_pixels:
+            raise ValueError(f"over the pixel limit of {self.limits.image_pixels}")
         box = entry.get("box")
         prov = Provenance("code", step=ctx.step, source=entry.get("source"), name=entry["name"])
         if box is not None and not _whole_image(box, entry.get("source"), ctx):
             prov.box = box
-        image = Image.from_file(entry["path"], prov)
-        ctx.register_image(image, entry["name"], entry["path"])
+        image = Image.from_bytes(data, worker.outputs_dir, prov)
+        ctx.register_image(image, entry["name"], os.path.normpath(os.path.join(worker.scratch, entry["path"])))
         return image
 
     @staticmethod
