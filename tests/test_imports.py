@@ -37,7 +37,6 @@ LAYERS: list[tuple[str, ...]] = [
 # its entry. Keep this short: an entry is a debt, not a permission.
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_CYCLES = {
-    frozenset({"r1v4_nb.ui.cards", "r1v4_nb.ui.render"}),  # plan_steps lives in cards (move to render)
     frozenset({"r1v4_nb.ui.magics", "r1v4_nb.ui.train_panel"}),  # %%r1v4 train's parser borrows magics._parser
 }
 

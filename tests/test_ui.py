@@ -21,7 +21,7 @@ from r1v4_nb.records import ModelStep, Observation, ToolStep
 from r1v4_nb.tools.replay import replay_tools
 from r1v4_nb.trajectory import End, Header, TrajectoryWriter, input_image, read
 from r1v4_nb.ui import api
-from r1v4_nb.ui.cards import RunState, partial_json_string
+from r1v4_nb.ui.cards import RunState
 from r1v4_nb.ui.debugger import Debugger
 from r1v4_nb.ui.render import CSS, DEAD_WIDGET_CSS, export_page, render_run
 from r1v4_nb.ui.widget import RunView, _coalesce
@@ -379,13 +379,6 @@ def test_patches_are_batched_and_superseded():
     assert pending == [["h", "y"], ["c", 1, "<div>card</div>"]]
 
 
-def test_partial_json_string_only_grows():
-    raw = r'{"name": "code", "arguments": {"code": "a\nb\"c\u00e9 d'
-    shown = [partial_json_string(raw[:n], raw.index('"code": "') + 9) for n in range(len(raw) + 1)]
-    assert all(b.startswith(a) for a, b in zip(shown, shown[1:], strict=False))
-    assert shown[-1] == 'a\nb"cé d'
-
-
 def test_stop_button_message_cancels_the_run(tmp_path):
     from r1v4_nb.ui.runner import LiveRun
 
@@ -562,21 +555,6 @@ def test_header_shows_a_rate_only_once_known():
     assert "tok/s" not in state.header_html(live=True)
     state.tokens_out, state.elapsed = 100, 2.0
     assert "<b>50.0</b> tok/s" in state.header_html()
-
-
-def test_streamed_code_call_shows_the_decoded_code_chunk_by_chunk():
-    from r1v4_nb.ui.cards import _StreamedCall
-
-    code = 'print("a\\tb")\n' * 50 + "x = '\u00e9'\n"
-    raw = json.dumps({"name": "code", "arguments": {"code": code}})
-    for size in (1, 3, 7, 64):
-        call, shown = _StreamedCall(), ""
-        for i in range(0, len(raw), size):
-            shown += call.feed(raw[i:i + size])
-        assert shown == code, size
-    other = json.dumps({"name": "text_search", "arguments": {"queries": ["q"]}})
-    call = _StreamedCall()
-    assert "".join(call.feed(other[i:i + 5]) for i in range(0, len(other), 5)) == other
 
 
 def test_compare_collapses_identical_steps_and_marks_the_divergence(recorded, session):

@@ -16,13 +16,12 @@ Patches (lists, to keep them small):
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..dialects.jsonstream import StreamedCall
 from ..events import (
     Answered,
     NoteAdded,
@@ -42,94 +41,6 @@ from ..records import Segment
 from ..trajectory import Header, Trajectory
 
 Op = list[Any]
-
-_NAME = re.compile(r'"name"\s*:\s*"([^"\\]*)"')
-_CODE_KEY = re.compile(r'"code"\s*:\s*"')
-_SPECIAL = re.compile(r'["\\]')
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-class JsonStringReader:
-    """Decodes a JSON string body as it streams in; each `feed` returns only the newly decoded text.
-
-    An escape cut by the end of a chunk waits for the rest, so the decoded text only ever grows, and
-    the work per chunk is proportional to the chunk (a long code call streams in linear time).
-    """
-
-    def __init__(self) -> None:
-        self._pending = ""
-        self.closed = False
-
-    def feed(self, text: str) -> str:
-        if self.closed:
-            return ""
-        s = self._pending + text
-        out: list[str] = []
-        i, n = 0, len(s)
-        while i < n:
-            ch = s[i]
-            if ch == '"':
-                self.closed = True
-                break
-            if ch != "\\":
-                j = _SPECIAL.search(s, i)
-                end = j.start() if j else n
-                out.append(s[i:end])
-                i = end
-                continue
-            if i + 1 >= n:
-                break
-            e = s[i + 1]
-            if e == "u":
-                if i + 6 > n:
-                    break
-                try:
-                    out.append(chr(int(s[i + 2:i + 6], 16)))
-                except ValueError:
-                    out.append(s[i:i + 6])
-                i += 6
-                continue
-            out.append(_ESCAPES.get(e, e))
-            i += 2
-        self._pending = "" if self.closed else s[i:]
-        return "".join(out)
-
-
-def partial_json_string(raw: str, start: int) -> str:
-    """Decode a JSON string body from `start` up to its closing quote or the end of what has streamed."""
-    return JsonStringReader().feed(raw[start:])
-
-
-class _StreamedCall:
-    """Follows a streaming <tool_call> body: shows the code of a code call as it is written, else the JSON.
-
-    `feed` returns the text to append to what is shown.
-    """
-
-    def __init__(self) -> None:
-        self.raw = ""
-        self.mode: str | None = None  # "code" or "raw" once known
-        self._code: JsonStringReader | None = None
-
-    def feed(self, text: str) -> str:
-        if self.mode == "raw":
-            return text
-        if self._code is not None:
-            return self._code.feed(text)
-        self.raw += text
-        if self.mode is None:
-            m = _NAME.search(self.raw)
-            if not m:
-                return ""
-            self.mode = "code" if m.group(1) == "code" else "raw"
-            if self.mode == "raw":
-                return self.raw
-        m = _CODE_KEY.search(self.raw)
-        if not m:
-            return ""
-        self._code = JsonStringReader()
-        return self._code.feed(self.raw[m.end():])
-
 
 def image_json(im: Image) -> dict[str, Any]:
     p = im.provenance
@@ -163,7 +74,7 @@ class RunState:
         self.recording: dict[str, Any] | None = None  # set when the run's model replays a recording
         self.stoppable = True  # False for a run the Stop button cannot reach (a --wait run keeps the kernel busy)
         self._by_step: dict[int, int] = {}  # step index -> card position
-        self._calls: dict[tuple[int, int], _StreamedCall] = {}
+        self._calls: dict[tuple[int, int], StreamedCall] = {}
 
     # -- feeding ----------------------------------------------------------------------------------
 
@@ -242,7 +153,7 @@ class RunState:
         s = len(segs) - 1
         seg = segs[s]
         if ev.kind == "tool_call":
-            new = self._calls.setdefault((c, s), _StreamedCall()).feed(ev.text)
+            new = self._calls.setdefault((c, s), StreamedCall()).feed(ev.text)
             seg["text"] += new
         else:
             new = ev.text
@@ -400,21 +311,6 @@ def segment_json(seg: Segment) -> dict[str, Any]:
     if seg.call is not None:
         d["call"] = {"name": seg.call.name, "arguments": seg.call.arguments, "error": seg.call.error}
     return d
-
-
-def plan_steps(text: str) -> list[dict[str, Any]] | None:
-    """A Plan-mode plan (a JSON array of steps) or None if the text is not one."""
-    t = text.strip()
-    if t.startswith("```"):
-        t = t.strip("`")
-        t = t[t.find("\n") + 1:] if "\n" in t else t
-    try:
-        value = json.loads(t)
-    except (json.JSONDecodeError, ValueError):
-        return None
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return value
-    return None
 
 
 _HANDLERS: dict[type, Callable[[RunState, Any], None]] = {

@@ -248,8 +248,6 @@ def render_segment(seg: dict[str, Any], s: int, recorded: bool = False) -> str:
                 f'<div class="r1v4-label">{label}{cut}</div>'
                 f'<pre class="r1v4-body">{esc(text)}</pre></div>')
     if kind == "plan" and closed:
-        from .cards import plan_steps
-
         steps = plan_steps(text)
         if steps is not None:
             return f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Plan</div>{render_plan(steps)}</div>'
@@ -274,6 +272,21 @@ def render_segment(seg: dict[str, Any], s: int, recorded: bool = False) -> str:
     label = _LABELS.get(kind, kind)
     return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">{esc(label)}{cut}</div>'
             f'<pre class="r1v4-body r1v4-out">{esc(text)}</pre></div>')
+
+
+def plan_steps(text: str) -> list[dict[str, Any]] | None:
+    """A Plan-mode plan (a JSON array of steps) or None if the text is not one."""
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.strip("`")
+        t = t[t.find("\n") + 1:] if "\n" in t else t
+    try:
+        value = json.loads(t)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return None
 
 
 def render_plan(steps: list[dict[str, Any]]) -> str:
