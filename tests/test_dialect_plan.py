@@ -65,6 +65,9 @@ def test_extra_keys_dropped_and_missing_parameters_of_none_step():
     ([STEPS[0], dict(STEPS[1], parameters={})], '"query"'),
     ([STEPS[0], dict(STEPS[1], description="")], 'no "description"'),
     ([STEPS[0], "step"], "step 2 is not a JSON object"),
+    ([STEPS[0], dict(STEPS[1], parameters={"query": "[Statue from Step 2] sculptor"}), STEPS[3]],
+     "not an earlier step"),
+    (STEPS[:3], 'end with a "none" step'),
 ])
 def test_invalid_plans_say_what_is_wrong(steps, message):
     seg = plan_of(json.dumps(steps))

@@ -13,7 +13,9 @@ the end of the stream, adds one segment:
   "plan") carries the same `error`, so the agent reports it like any malformed
   call and the model gets another try.
 
-Fences, prose and `<answer>` tags around the array are tolerated.
+Fences, prose and `<answer>` tags around the array are tolerated. The same checks
+(`validate_plan`: schema, known tools, `[... from Step k]` references that point
+back, a final `none` step) validate the plans that curation extracts.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .tags import LENIENT_JSON, Tag, TagParser
 PLAN_TOOLS = {"image_search": "image_path", "text_search": "query", "web_visit": "url", "none": None}
 MIN_STEPS, MAX_STEPS = 2, 10
 _ARRAY_START = re.compile(r"\[\s*\{")
+REFERENCE = re.compile(r"\[([^\[\]]+?) from Step (\d+)\]", re.IGNORECASE)
 _MAX_CANDIDATES = 20  # arrays tried per reply: bounds the work on a reply full of brackets
 EXAMPLE = '[{"description": "...", "tool_name": "text_search", "parameters": {"query": "..."}}, ...]'
 
@@ -59,7 +62,31 @@ def check_steps(steps: list[Any]) -> tuple[list[dict[str, Any]] | None, str | No
         if key is not None and not (isinstance(params.get(key), str) and params[key].strip()):
             return None, f'step {n} ({tool}) needs "parameters": {{"{key}": "..."}}'
         out.append({"description": desc.strip(), "tool_name": tool, "parameters": params})
-    return out, None
+    error = check_references(out)
+    if error is None and out[-1]["tool_name"] != "none":
+        error = f'the last step has tool_name {out[-1]["tool_name"]!r}; end with a "none" step that checks the findings'
+    return (None, error) if error else (out, None)
+
+
+def check_references(steps: list[dict[str, Any]]) -> str | None:
+    """Every `[... from Step k]` placeholder must point back to an earlier step (None when all do)."""
+    for n, step in enumerate(steps, start=1):
+        texts = [step.get("description", "")] + [v for v in (step.get("parameters") or {}).values()
+                                                 if isinstance(v, str)]
+        for text in texts:
+            for m in REFERENCE.finditer(text):
+                k = int(m.group(2))
+                if not 1 <= k < n:
+                    return f"step {n} refers to {m.group(0)}, which is not an earlier step"
+    return None
+
+
+def validate_plan(steps: Any) -> list[str]:
+    """What is wrong with a plan (schema, known tools, references back, a final "none" step); [] if valid."""
+    if not isinstance(steps, list):
+        return ["a plan is a JSON array of steps"]
+    _, error = check_steps(steps)
+    return [error] if error else []
 
 
 def extract_plan(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:

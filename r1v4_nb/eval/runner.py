@@ -368,7 +368,7 @@ def run(
             bar.on_item(rec, counter[0], total)
         return rec
 
-    _execute(todo, one, workers)
+    run_items(todo, one, workers)
     records = read_results(out_dir)
     report = build_report(records, manifest)
     write_report(out_dir, report)
@@ -376,7 +376,8 @@ def run(
     return EvalRun(out_dir, records, report)
 
 
-def _execute(todo: list[tuple[Task, str]], one: Callable[[Task, str], dict[str, Any]], workers: int) -> None:
+def run_items(todo: list[tuple[Any, Any]], one: Callable[[Any, Any], dict[str, Any]], workers: int) -> None:
+    """Call `one(*item)` for every item, `workers` at a time in threads (in order when 1)."""
     if workers <= 1:
         for task, mode in todo:
             one(task, mode)
@@ -490,4 +491,4 @@ def item_record(task: Task, mode: str, traj: Any, score: Score, trajectory: Path
 
 
 __all__ = ["EVAL_MODES", "EvalProgress", "EvalRun", "EvalSettings", "TerminalProgress", "item_record", "item_seed",
-           "read_results", "replay_models", "run", "safe_name", "set_notebook_progress", "tasks_digest"]
+           "read_results", "replay_models", "run", "run_items", "safe_name", "set_notebook_progress", "tasks_digest"]

@@ -54,6 +54,7 @@ class TrainConfig:
     match: str = "normalised"
     drop_tool_errors: bool = True
     drop_recrops: bool = True
+    filters: list[str] = field(default_factory=list)  # curation filters (r1v4_nb.data.filters), e.g. ["format"]
     # checkpoints and outputs
     save_every: int = 0
     resume: bool = False
@@ -73,6 +74,12 @@ class TrainConfig:
             raise UsageError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.quantization not in QUANTIZATIONS:
             raise UsageError(f"quantization={self.quantization!r}: use 4bit, 8bit or leave it empty")
+        if self.filters:
+            from ..data.filters import FILTERS
+
+            unknown = [f for f in self.filters if f.partition(":")[0].strip().replace("-", "_") not in FILTERS]
+            if unknown:
+                raise UsageError(f"filters: unknown filter {unknown[0]!r}; choose from {', '.join(FILTERS)}")
         if self.overlong not in ("cut", "drop"):
             raise UsageError(f"overlong={self.overlong!r}: use cut or drop")
         for name in ("lora_r", "max_steps", "batch_size", "grad_accum", "max_length", "log_every"):

@@ -3,33 +3,27 @@
 R1V4's report trains on clean trajectories only: a correct final answer, no
 tool errors, no repeated crops. `select` applies those rules and says why each
 dropped run was dropped; `stats` gives the table to read before a run (counts,
-lengths, tools used, images per example).
+lengths, tools used, images per example). The full curation filters (format,
+step consistency, judges) are r1v4_nb.data.filters, whose checks `select` shares;
+a config's `filters` list applies them too.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.filters import recrops, tool_errors
 from ..errors import UsageError
+from ..eval.scoring import normalise
 from ..records import ToolStep
 from ..trajectory import Trajectory
 
 Judge = Callable[[str, str], bool]
 MATCHES = ("exact", "normalised")
-
-
-def normalise(text: str) -> str:
-    """Lower case, accents and punctuation removed, articles dropped, spaces collapsed."""
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
-    t = re.sub(r"[^\w\s]", " ", t)
-    t = re.sub(r"\b(a|an|the)\b", " ", t)
-    return " ".join(t.split())
+__all__ = ["MATCHES", "Selection", "Stats", "answer_matches", "normalise", "recrops", "select", "stats", "tool_errors"]
 
 
 def answer_matches(answer: str | None, gold: str | Sequence[str], match: str | Judge = "normalised") -> bool:
@@ -44,44 +38,6 @@ def answer_matches(answer: str | None, gold: str | Sequence[str], match: str | J
     if match == "normalised":
         return any(normalise(answer) == normalise(g) for g in golds)
     raise UsageError(f"match={match!r}: use exact, normalised or a judge function (answer, gold) -> bool")
-
-
-def tool_errors(traj: Trajectory) -> int:
-    """Tool calls that failed or could not be run."""
-    return sum(1 for s in traj.steps if isinstance(s, ToolStep) and (s.observation.error or s.call.error))
-
-
-def _iou(a: Sequence[int], b: Sequence[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def recrops(traj: Trajectory, iou: float = 0.9) -> int:
-    """Code calls that repeat an earlier one: the same code, the same produced image, or the same box again."""
-    seen_code: set[str] = set()
-    seen_images: set[str] = set()
-    boxes: list[tuple[str | None, list[int]]] = []
-    count = 0
-    for s in traj.steps:
-        if not isinstance(s, ToolStep) or s.call.name != "code":
-            continue
-        code = str(s.call.arguments.get("code", "")).strip()
-        repeat = bool(code) and code in seen_code
-        seen_code.add(code)
-        for im in s.observation.images:
-            if im.sha256 in seen_images:
-                repeat = True
-            seen_images.add(im.sha256)
-            box = im.provenance.box
-            if box and len(box) == 4:
-                if any(src == im.provenance.source and _iou(box, b) >= iou for src, b in boxes):
-                    repeat = True
-                boxes.append((im.provenance.source, list(box)))
-        count += repeat
-    return count
 
 
 @dataclass

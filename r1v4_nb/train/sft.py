@@ -86,6 +86,10 @@ def prepare_examples(config: TrainConfig, data: Any, processor: Any) -> list[Exa
     trajs += _read_sources(paths)
     sel = select(trajs, require_correct=config.require_correct, match=config.match,
                  drop_tool_errors=config.drop_tool_errors, drop_recrops=config.drop_recrops)
+    if config.filters:
+        from ..data.filters import apply_filters, parse_filters
+
+        sel.kept = apply_filters(sel.kept, parse_filters(config.filters)).kept
     report = render_examples(sel.kept, processor, last_turn_only=config.last_turn_only,
                              max_length=config.max_length, overlong=config.overlong)
     if not report.examples:
