@@ -137,11 +137,13 @@ def test_kill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
 
 def _research(messages: list) -> str:
     """A scripted deepresearch model: search the world's corpus once, then answer with the first title."""
-    last = messages[-1]
-    text = last["content"] if isinstance(last["content"], str) else " ".join(
-        p.get("text", "") for p in last["content"] if p.get("type") == "text")
-    if last["role"] == "assistant" and "<observation>" in text:
-        m = re.search(r"\[1\.1\] ([^\n\\]+)", text.split("<observation>")[-1])
+    def text(m: dict) -> str:
+        c = m["content"]
+        return c if isinstance(c, str) else " ".join(p.get("text", "") for p in c if p.get("type") == "text")
+
+    results = [text(m) for m in messages if m["role"] == "tool" or "<observation>" in text(m)]
+    if results:
+        m = re.search(r"\[1\.1\] ([^\n\\]+)", results[-1])
         return f"<think>The first result.</think><answer>{m.group(1).strip() if m else 'nothing'}</answer>"
     q = user_text(messages[:2]).split("\n")[0]
     return ('<think>Search for it.</think><tool_call>{"name": "text_search", "arguments": {"queries": ["'
