@@ -41,10 +41,36 @@ def terms(text: str) -> list[str]:
     return [w for w in (t.casefold() for t in _WORD.findall(text)) if w not in STOPWORDS]
 
 
-def fts_query(query: str) -> str:
-    """A free-text query as an FTS5 expression: each term quoted (no operator injection), OR-ed."""
+def query_terms(query: str) -> list[str]:
+    """The distinct terms of a free-text query, each quoted as an FTS5 phrase (no operator injection);
+    stop words only when the query has nothing else."""
     words = list(dict.fromkeys(terms(query))) or list(dict.fromkeys(t.casefold() for t in _WORD.findall(query)))
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words[:32])
+    return ['"' + w.replace('"', '""') + '"' for w in words[:32]]
+
+
+def fts_query(query: str) -> str:
+    """A free-text query as an FTS5 expression: its terms OR-ed (every page with any term matches)."""
+    return " OR ".join(query_terms(query))
+
+
+def _tiers(phrases: list[str]) -> list[str]:
+    """FTS5 expressions from narrowest to widest: every term; all but one (for up to _COORDINATED terms);
+    any term. Each ranks its pages exactly as the any-term query does (a term repeated across the
+    clauses scales every page's BM25 by the same factor), so a narrower tier's top k is the any-term
+    top k among the pages it matches, at a fraction of the cost: BM25 is computed per matching page,
+    and a typical any-term query matches most of the corpus."""
+    if len(phrases) == 1:
+        return phrases
+    tiers = [" AND ".join(phrases)]
+    if 2 < len(phrases) <= _COORDINATED:
+        tiers.append(" OR ".join("(" + " AND ".join(phrases[:i] + phrases[i + 1:]) + ")"
+                                 for i in range(len(phrases))))
+    tiers.append(" OR ".join(phrases))
+    return tiers
+
+
+_COORDINATED = 5
+_RANK = "ORDER BY bm25(pages, 0.0, 4.0, 1.0)"  # title weighted 4x
 
 
 def page_from_file(path: Path, url: str) -> Page:
@@ -131,15 +157,29 @@ class Corpus:
             progress(len(seen))
         return cls(path)
 
-    def search(self, query: str, k: int = 5) -> list[dict[str, str]]:
-        """The k best pages for a free-text query (BM25, title weighted 4x), with a snippet around the hits."""
-        expr = fts_query(query)
-        if not expr:
+    def search(self, query: str, k: int = 5, exhaustive: bool = False) -> list[dict[str, str]]:
+        """The k best pages for a free-text query (BM25, title weighted 4x), with a snippet around the hits.
+
+        Pages with every term first, then pages missing one term, then pages with any term, each tier
+        asked only while fewer than k pages were found (see `_tiers`); `exhaustive=True` ranks every
+        page with any term at once (the reference the tiers are measured against). Snippets are made
+        for the k pages kept, not for every page ranked."""
+        phrases = query_terms(query)
+        if not phrases:
             return []
-        rows = self._conn.execute(
-            "SELECT url, title, snippet(pages, 2, '', '', ' … ', 28) FROM pages WHERE pages MATCH ? "
-            "ORDER BY bm25(pages, 0.0, 4.0, 1.0) LIMIT ?", (expr, k)).fetchall()
-        return [{"title": t, "url": u, "snippet": " ".join(s.split())} for u, t, s in rows]
+        tiers = [" OR ".join(phrases)] if exhaustive else _tiers(phrases)
+        for expr in tiers:
+            ids = [r for (r,) in self._conn.execute(
+                f"SELECT rowid FROM pages WHERE pages MATCH ? {_RANK} LIMIT ?", (expr, k))]
+            if len(ids) >= k:
+                break
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {r: (u, t, s) for r, u, t, s in self._conn.execute(
+            f"SELECT rowid, url, title, snippet(pages, 2, '', '', ' … ', 28) FROM pages "
+            f"WHERE pages MATCH ? AND rowid IN ({marks})", (expr, *ids))}
+        return [{"title": rows[r][1], "url": rows[r][0], "snippet": " ".join(rows[r][2].split())} for r in ids]
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key = 'pages'").fetchone()[0])
