@@ -33,14 +33,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("__init__",),                            # the package root: IPython's extension hooks
 ]
 
-# Imports that point up or close a loop today, each with what removes it; whoever pays one off deletes
-# its entry. Keep this short: an entry is a debt, not a permission.
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-KNOWN_CYCLES = {
-    frozenset({"r1v4_nb.ui.magics", "r1v4_nb.ui.train_panel"}),  # %%r1v4 train's parser borrows magics._parser
-}
-
-
 def _modules() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its own name, for its __init__)."""
     out: dict[str, Path] = {}
@@ -121,7 +113,7 @@ def test_no_upward_imports() -> None:
         a = _unit(mod)
         for target, line in targets.items():
             b = _unit(target)
-            if a != b and layer.get(b, -1) > layer.get(a, -1) and (a, b) not in KNOWN_UPWARD:
+            if a != b and layer.get(b, -1) > layer.get(a, -1):
                 bad.append(f"{MODULES[mod].relative_to(PKG.parent)}:{line} imports {target} "
                            f"({b} is above {a} in the layer table)")
     assert not bad, "\n".join(bad)
@@ -172,7 +164,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_no_import_cycles() -> None:
     edges = _edges()
     graph = {m: set(t) for m, t in edges.items()}
-    bad = [sorted(c) for c in _cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
+    bad = [sorted(c) for c in _cycles(graph)]
     assert not bad, "import cycles: " + "; ".join(" <-> ".join(c) for c in bad)
 
 

@@ -198,7 +198,15 @@ def _open(argv: list[str], cell: str | None, shell: Any) -> Any:
 def _train(argv: list[str], cell: str | None, shell: Any) -> Any:
     from .train_panel import magic_train
 
-    return magic_train(argv, cell, shell)
+    p = _parser("train", "a LoRA / QLoRA run on trajectories, shown in a live panel (loss curve, step, ETA, Stop). "
+                "The cell body is the config (YAML, JSON or key = value lines), e.g.\n  model = tiny-moe\n"
+                "  data = runs/*.jsonl\n  max_steps = 30\n(the keys are r1v4_nb.train.TrainConfig's; "
+                "see docs/training.md)")
+    p.add_argument("--wait", action="store_true", help="block until the run ends (Stop then needs an interrupt)")
+    a, unknown = p.parse_known_args(argv)
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}; %%r1v4 train takes only --wait (and --help)")
+    return magic_train(cell, a.wait, shell)
 
 
 Handler = Callable[[list[str], "str | None", Any], Any]

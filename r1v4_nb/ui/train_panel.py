@@ -194,21 +194,12 @@ def check_data(cfg: Any) -> None:
             raise UsageError(f"no trajectories at {src}: give a .jsonl file, a folder of them or a glob that matches")
 
 
-def magic_train(argv: list[str], cell: str | None, shell: Any) -> Any:
-    """`%%r1v4 train [--wait]`: the cell body is the config (YAML, JSON or key = value lines)."""
+def magic_train(cell: str | None, wait: bool, shell: Any) -> Any:
+    """`%%r1v4 train [--wait]` (its options parsed by `magics`): the cell body is the config."""
     from IPython.display import display
 
     from ..train import TrainConfig
-    from .magics import _parser
 
-    p = _parser("train", "a LoRA / QLoRA run on trajectories, shown in a live panel (loss curve, step, ETA, Stop). "
-                "The cell body is the config (YAML, JSON or key = value lines), e.g.\n  model = tiny-moe\n"
-                "  data = runs/*.jsonl\n  max_steps = 30\n(the keys are r1v4_nb.train.TrainConfig's; "
-                "see docs/training.md)")
-    p.add_argument("--wait", action="store_true", help="block until the run ends (Stop then needs an interrupt)")
-    a, unknown = p.parse_known_args(argv)
-    if unknown:
-        raise UsageError(f"unknown option {unknown[0]}; %%r1v4 train takes only --wait (and --help)")
     if not cell or not cell.strip():
         raise UsageError("%%r1v4 train needs a config in the cell body, e.g. model = PATH / data = runs/*.jsonl")
     cfg = TrainConfig.from_text(cell)
@@ -216,7 +207,7 @@ def magic_train(argv: list[str], cell: str | None, shell: Any) -> Any:
     display(job.panel)
     if shell is not None:
         shell.user_ns["_r1v4_train_job"] = job
-    if a.wait:
+    if wait:
         return job.wait().to_json()
     return None
 
