@@ -59,8 +59,7 @@ def test_extra_keys_dropped_and_missing_parameters_of_none_step():
 
 
 @pytest.mark.parametrize("steps, message", [
-    (STEPS[:1], "1 step(s)"),
-    (STEPS * 3, "12 step(s)"),
+    ([], "no JSON array of steps"),
     ([STEPS[0], dict(STEPS[1], tool_name="code")], "tool_name 'code'"),
     ([STEPS[0], dict(STEPS[1], parameters={})], '"query"'),
     ([STEPS[0], dict(STEPS[1], description="")], 'no "description"'),
@@ -97,3 +96,23 @@ def test_feedback_on_an_invalid_plan_is_a_user_message():
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
     assert msgs[3]["content"] == [{"type": "text", "text": f"Error: {bad.call.error}"}]
     assert D.render_observation(ToolCall("plan", {}), Observation(text="ok")) == [{"type": "text", "text": "ok"}]
+
+
+@pytest.mark.parametrize("steps, count", [(STEPS[:1], 1), (STEPS * 3, 12)])
+def test_a_step_count_outside_2_to_10_is_a_plan_with_a_warning(steps, count):
+    """R1V4's planner prompt says "prefer" 2-10 steps: guidance, not a limit."""
+    seg = plan_of(json.dumps(steps))
+    assert seg.kind == "plan" and len(json.loads(seg.text)) == count
+    assert seg.note == f"the plan has {count} step(s); the prompt prefers 2 to 10"
+    assert plan_of(json.dumps(STEPS)).note == ""
+
+
+def test_a_plan_written_as_a_numbered_list_is_read_with_a_note():
+    reply = ("<think>Who is this?</think>\n1. Run image_search on image_1 to find the person.\n"
+             "2. Use text_search for [Person from Step 1] and their birthplace.\n3. Check the answer.")
+    seg = plan_of(reply)
+    steps = json.loads(seg.text)
+    assert seg.kind == "plan" and [s["tool_name"] for s in steps] == ["image_search", "text_search", "none"]
+    assert steps[1]["description"].startswith("Use text_search for [Person from Step 1]")
+    assert seg.note.startswith("a plan written as a numbered list")
+    assert plan_of("1. only one item").kind == "plan_error"

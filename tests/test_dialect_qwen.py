@@ -86,3 +86,14 @@ def test_last_tool_step_leaves_a_tool_message_for_a_new_turn():
                                           ToolStep(1, call, Observation(error="no results"))])
     assert msgs[-1] == {"role": "tool", "tool_call_id": "", "name": "text_search",
                         "content": [{"type": "text", "text": "Error: no results"}]}
+
+
+def test_arguments_given_as_a_json_string_holding_an_object_are_accepted():
+    """vLLM's tool parser accepts `"arguments": "{...}"`; so does the qwen dialect. Anything else in that
+    string is an error observation for the model."""
+    good = '<tool_call>\n{"name": "text_search", "arguments": "{\\"queries\\": [\\"a\\"]}"}\n</tool_call>'
+    (seg,) = D.parse(good)
+    assert seg.call.arguments == {"queries": ["a"]} and seg.call.error is None
+    for bad in ('"[\\"a\\"]"', '"a query"'):
+        (seg,) = D.parse('<tool_call>{"name": "text_search", "arguments": ' + bad + '}</tool_call>')
+        assert seg.call.error and "text_search" in seg.call.error

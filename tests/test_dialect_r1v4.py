@@ -189,3 +189,45 @@ def test_an_error_is_shown_once():
     assert same[0]["text"] == '{"result": "Error: refused: x", "type": "web_visit"}'
     inside = D.render_observation(call, Observation(text="Traceback...\nValueError: bad", error="ValueError: bad"))
     assert inside[0]["text"] == '{"result": "Traceback...\\nValueError: bad", "type": "web_visit"}'
+
+
+@pytest.mark.parametrize("text, tool, arguments", [
+    ("<text_search>Pont Neuf architect</text_search>", "text_search", {"queries": ["Pont Neuf architect"]}),
+    ("<text_search>\n1. Pont Neuf architect\n2. Émile Garnier\n</text_search>", "text_search",
+     {"queries": ["Pont Neuf architect", "Émile Garnier"]}),
+    ('<text_search>["a", "b"]</text_search>', "text_search", {"queries": ["a", "b"]}),
+    ("<image_search>image_1</image_search>", "image_search", {"image_paths": ["image_1"]}),
+    ('<image_search>{"image_paths": ["crop.png"]}</image_search>', "image_search", {"image_paths": ["crop.png"]}),
+    ("<web_content>https://example.org/a</web_content>", "web_visit", {"urls": ["https://example.org/a"]}),
+])
+def test_basic_search_tags_of_the_report_are_calls_with_a_note(text, tool, arguments):
+    for chunk in (1, 3, len(text)):
+        p = D.parser()
+        for i in range(0, len(text), chunk):
+            p.feed(text[i:i + chunk])
+        p.finish()
+        (seg,) = p.segments
+        assert seg.kind == "tool_call" and seg.call.name == tool and seg.call.arguments == arguments
+        assert seg.call.error is None and seg.note.startswith("R1V4 basic-search tag")
+    assert {"</text_search>", "</image_search>"} <= set(D.stop)
+
+
+def test_web_content_holding_page_text_is_an_observation():
+    (seg,) = D.parse("<web_content>The bridge opened in 1889.</web_content>")
+    assert seg.kind == "observation" and seg.call is None and "page text" in seg.note
+
+
+def test_a_basic_search_call_cut_by_its_stop_string_is_closed_in_the_context():
+    text = "<think>\nLook it up.\n</think>\n\n<text_search>Pont Neuf"
+    step = ModelStep(0, text, D.parse(text + "</text_search>"))
+    msgs = D.build_messages("", "Q", [], [step])
+    assert msgs[-1]["content"] == text + "</text_search>"
+
+
+def test_bare_python_in_a_tool_call_runs_as_the_code_tool():
+    text = "<tool_call>\nfrom PIL import Image\nimg = image_1.crop((0, 0, 8, 8))\nimg.save('c.png')\nprint('c.png')\n</tool_call>"
+    (seg,) = D.parse(text)
+    assert seg.call.name == "code" and seg.call.error is None and seg.call.arguments["code"].startswith("from PIL")
+    assert seg.note == "bare Python code in a <tool_call>, run as the code tool"
+    (bad,) = D.parse("<tool_call>search for the bridge</tool_call>")
+    assert bad.call.error and "not valid JSON" in bad.call.error and bad.note == ""

@@ -282,3 +282,16 @@ def test_export_writes_atomically_and_rejects_unknown_formats(traj: Trajectory, 
     assert json.loads(out.read_text(encoding="utf-8"))["messages"][0]["role"] == "system"
     with pytest.raises(UsageError, match="unknown export format 'csv'"):
         export([traj], "csv", tmp_path / "o" / "x.csv")
+
+
+def test_hosted_observations_as_plain_numbered_text(tmp_path: Path) -> None:
+    """The report's figures show search results as plain numbered text, not the {"result", "type"} JSON."""
+    content = ('<think>\nSearch.\n</think>\n\n<text_search>Pont Neuf architect</text_search>\n'
+               "<observation>1. Pont Neuf - Wikipedia\n2. Émile Garnier, architect</observation>\n"
+               "<think>\nFound.\n</think>\n\n<answer>Émile Garnier</answer>")
+    back = import_reply({"choices": [{"message": {"content": content}}]}, tmp_path / "run.jsonl", question="Who?")
+    assert [s.type for s in back.steps] == ["model", "tool", "model"]
+    tool = back.steps[1]
+    assert tool.call.name == "text_search" and tool.call.arguments == {"queries": ["Pont Neuf architect"]}
+    assert tool.observation.text == "1. Pont Neuf - Wikipedia\n2. Émile Garnier, architect"
+    assert back.end.answer == "Émile Garnier" and back.warnings == []

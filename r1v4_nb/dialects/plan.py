@@ -1,4 +1,4 @@
-"""Plan mode: the model replies with a JSON array of 2 to 10 steps and runs nothing.
+"""Plan mode: the model replies with a JSON array of steps (the prompt asks for 2 to 10) and runs nothing.
 
     [{"description": "...", "tool_name": "image_search", "parameters": {"image_path": "image_1"}},
      ..., {"description": "...", "tool_name": "none", "parameters": {}}]
@@ -13,9 +13,11 @@ the end of the stream, adds one segment:
   "plan") carries the same `error`, so the agent reports it like any malformed
   call and the model gets another try.
 
-Fences, prose and `<answer>` tags around the array are tolerated. The same checks
-(`validate_plan`: schema, known tools, `[... from Step k]` references that point
-back, a final `none` step) validate the plans that curation extracts.
+Fences, prose and `<answer>` tags around the array are tolerated; a plan written
+as a numbered list is read with a note on the segment, and a step count outside
+2 to 10 is a note (a warning), not an error. The same checks (`validate_plan`:
+schema, known tools, `[... from Step k]` references that point back, a final
+`none` step) validate the plans that curation extracts.
 """
 
 from __future__ import annotations
@@ -41,10 +43,21 @@ _MAX_CANDIDATES = 20  # arrays tried per reply: bounds the work on a reply full 
 EXAMPLE = '[{"description": "...", "tool_name": "text_search", "parameters": {"query": "..."}}, ...]'
 
 
+def count_note(n: int) -> str:
+    """A warning when a plan has fewer or more steps than the prompt's guidance ('' when inside it)."""
+    if MIN_STEPS <= n <= MAX_STEPS:
+        return ""
+    return f"the plan has {n} step(s); the prompt prefers {MIN_STEPS} to {MAX_STEPS}"
+
+
 def check_steps(steps: list[Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """The normalised steps of a decoded array, or None and what is wrong with it."""
-    if not MIN_STEPS <= len(steps) <= MAX_STEPS:
-        return None, f"the plan has {len(steps)} step(s); write {MIN_STEPS} to {MAX_STEPS}"
+    """The normalised steps of a decoded array, or None and what is wrong with it.
+
+    "2 to 10 steps" is guidance in R1V4's prompt ("prefer"), not a rule: any count of at least one
+    step is a plan, and `count_note` warns outside the range.
+    """
+    if not steps:
+        return None, f"the plan has no steps; write {MIN_STEPS} to {MAX_STEPS}"
     out = []
     for n, step in enumerate(steps, start=1):
         if not isinstance(step, dict):
@@ -113,6 +126,23 @@ def extract_plan(text: str) -> tuple[list[dict[str, Any]] | None, str | None]:
     return None, f"{error}; reply with only the JSON array, like {EXAMPLE}"
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:step\s*)?(\d+)\s*[.):]\s+(\S.*)$", re.I | re.M)
+
+
+def numbered_plan(text: str) -> list[dict[str, Any]] | None:
+    """A plan written as a numbered list (as the R1V4 report's figure shows it): each item a step
+    with its text as the description, `tool_name` named when the item names exactly one tool."""
+    items = [m.group(2).strip() for m in _LIST_ITEM.finditer(text)]
+    numbers = [int(m.group(1)) for m in _LIST_ITEM.finditer(text)]
+    if len(items) < 2 or numbers != list(range(1, len(items) + 1)):
+        return None
+    steps = []
+    for item in items:
+        named = [t for t in PLAN_TOOLS if t != "none" and t in item]
+        steps.append({"description": item, "tool_name": named[0] if len(named) == 1 else "none", "parameters": {}})
+    return steps
+
+
 class PlanParser(Parser):
     """Think and free text as in the tag dialects; the plan segment is added at the end of the stream."""
 
@@ -134,8 +164,12 @@ class PlanParser(Parser):
         events = self._watch(self._inner.finish())
         raw = "".join(self._raw)
         steps, error = extract_plan(raw)
+        note = ""
+        if steps is None and (listed := numbered_plan(raw)) is not None:
+            steps, note = listed, "a plan written as a numbered list; each item read as a step's description"
         if steps is not None:
-            seg = Segment("plan", json.dumps(steps, ensure_ascii=False))
+            note = "; ".join(n for n in (note, count_note(len(steps))) if n)
+            seg = Segment("plan", json.dumps(steps, ensure_ascii=False), note=note)
         else:
             seg = Segment("plan_error", error or "", ToolCall("plan", {}, raw=raw, error=error))
         self._extra.append(seg)

@@ -52,7 +52,7 @@ class QwenDialect(Dialect):
     def build_messages(self, system: str, question: str, images: Sequence[Image],
                        steps: Sequence[Step]) -> list[Message]:
         ctx = Context(system, question, images)
-        closers = {"tool_call": "</tool_call>"}
+        closers = {"<tool_call>": "</tool_call>"}
         for step in steps:
             if isinstance(step, ModelStep):
                 ctx.model(completed_text(step, closers))

@@ -31,6 +31,10 @@ R1V4_TAGS = (
     Tag("code", "code", "code"),
     Tag("answer", "answer"),
     Tag("observation", "observation"),
+    # The report's basic-search training data: the tag names the tool, its body is the argument.
+    Tag("image_search", "tool_call", "args", tool="image_search"),
+    Tag("text_search", "tool_call", "args", tool="text_search"),
+    Tag("web_content", "tool_call", "args", tool="web_visit"),
 )
 
 
@@ -39,7 +43,7 @@ class R1V4Dialect(Dialect):
 
     name = "r1v4"
     # "<observation>" cuts a model that starts to write a tool result itself.
-    stop = ["</tool_call>", "</code>", "<observation>"]
+    stop = ["</tool_call>", "</code>", "<observation>", "</image_search>", "</text_search>"]
     tags: Sequence[Tag] = R1V4_TAGS
 
     def parser(self) -> Parser:
@@ -47,8 +51,8 @@ class R1V4Dialect(Dialect):
 
     @property
     def closers(self) -> dict[str, str]:
-        """Closing tag of each call kind, used to complete a step cut by a stop string."""
-        return {t.kind: t.closer for t in self.tags if t.body in ("json", "code")}
+        """Closing tag of each call tag's opener, used to complete a step cut by a stop string."""
+        return {t.opener: t.closer for t in self.tags if t.body in ("json", "code", "args")}
 
     def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
         specs = prompts.tool_specs(tools)

@@ -35,15 +35,15 @@ def completed_text(step: ModelStep, closers: dict[str, str]) -> str:
     """A model step's text with the closing tag of a trailing call the stop string cut off.
 
     Backends drop the stop string (`</tool_call>`, `</code>`) from their output; the context must
-    still show the call closed, as the model wrote it. `closers` maps a call segment's kind to its
-    closing tag; text that already ends with it is returned unchanged.
+    still show the call closed, as the model wrote it. `closers` maps each call tag's opener to its
+    closing tag; the last opener in the text decides, and text that already ends with it is unchanged.
     """
     text = step.text
-    if not step.segments:
+    if not step.segments or step.segments[-1].call is None:
         return text
-    last = step.segments[-1]
-    closer = closers.get(last.kind)
-    if last.call is None or not closer or text.rstrip().endswith(closer):
+    found = [(text.rfind(opener), closer) for opener, closer in closers.items()]
+    at, closer = max(found, default=(-1, ""))
+    if at == -1 or text.rstrip().endswith(closer):
         return text
     return text + closer
 

@@ -44,12 +44,14 @@ class Tag:
     """One tag of a dialect: `<name>body</name>` becomes a segment of `kind`.
 
     `body` is "text" (kept as is), "json" (a tool call: JSON strings are tracked and the body
-    is parsed into a ToolCall) or "code" (Python source for the code tool, optionally fenced).
+    is parsed into a ToolCall), "code" (Python source for the code tool, optionally fenced) or
+    "args" (a call of `tool` whose body is its argument: `<text_search>query</text_search>`).
     """
 
     name: str
     kind: str
     body: str = "text"
+    tool: str = ""  # for body "args": the tool the tag calls (R1V4's basic-search tags)
 
     @property
     def opener(self) -> str:
@@ -129,6 +131,49 @@ def parse_tool_call(body: str) -> ToolCall:
     if not isinstance(args, dict):
         return bad(f'the "arguments" of {name!r} must be a JSON object, got {type(args).__name__}', name)
     return ToolCall(name, args, raw=body)
+
+
+_NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+")
+_URL = re.compile(r"https?://\S+")
+# what each basic-search tag's plain-text body fills
+_ARG_KEYS = {"text_search": "queries", "image_search": "image_paths", "web_visit": "urls"}
+_PYTHON_START = re.compile(r"\A\s*(?:```(?:python|py)?\s*\n|(?:import|from)\s+\w|[A-Za-z_][\w.]*\s*=|print\(|"
+                           r"def\s|for\s|if\s|with\s)")
+
+
+def args_call(tool: str, body: str) -> tuple[ToolCall, str]:
+    """A call of `tool` from the body of one of R1V4's basic-search tags, and the note on how it was read.
+
+    The body may be the arguments' JSON object, a JSON list of values, or plain text: one value a
+    line (numbering and bullets dropped; a web tag's URLs wherever they are).
+    """
+    key = _ARG_KEYS.get(tool, "query")
+    text = strip_fence(body)
+    note = f"R1V4 basic-search tag <{tool}>"
+    try:
+        value = LENIENT_JSON.decode(text) if text[:1] in "{[\"" else None
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        return ToolCall(tool, value, raw=body), note
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        items = [str(v) for v in value if str(v).strip()]
+    elif tool == "web_visit":
+        items = _URL.findall(text)
+    else:
+        items = [_NUMBERED.sub("", line).strip() for line in text.splitlines()]
+        items = [i for i in items if i]
+    if not items:
+        return ToolCall(tool, {}, raw=body, error=f"the <{tool}> tag is empty; write what to search inside it"), note
+    return ToolCall(tool, {key: items}, raw=body), note
+
+
+def looks_like_python(body: str) -> bool:
+    """Whether a `<tool_call>` body that is not JSON is Python source (a bare code call)."""
+    text = body.strip()
+    return bool(text) and not text.startswith(("{", "[")) and bool(_PYTHON_START.match(text))
 
 
 def _prefixes(words: Sequence[str]) -> frozenset[str]:
@@ -394,12 +439,20 @@ class TagParser(Parser):
         assert tag is not None
         body = "".join(self._body)
         call = None
+        kind = tag.kind
+        note = "</think> written as an opener" if self._loose else ""
         if tag.body == "json":
             call = parse_tool_call(body)
+            if call.error and looks_like_python(body):
+                call, note = code_call(body), "bare Python code in a <tool_call>, run as the code tool"
         elif tag.body == "code":
             call = code_call(body)
-        note = "</think> written as an opener" if self._loose else ""
-        seg = Segment(tag.kind, body.strip(), call, closed, note)
+        elif tag.body == "args":
+            if tag.tool == "web_visit" and not _URL.search(body):  # page text the data set shows as a result
+                kind, note = "observation", f"R1V4 basic-search tag <{tag.name}> holding page text"
+            else:
+                call, note = args_call(tag.tool, body)
+        seg = Segment(kind, body.strip(), call, closed, note)
         self._tag, self._body, self._loose = None, [], False
         self._done.append(seg)
         self._event(SegmentEvent(tag.kind, "close", segment=seg))
