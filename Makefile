@@ -7,17 +7,30 @@ TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The JupyterLab extension: its sources, and the prebuilt bundle committed inside the package.
+EXT_SRC := $(wildcard extensions/*.json extensions/src/*.ts extensions/style/*)
+EXT_OUT := r1v4_nb/labextension/sources.sha256
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo test lint browser clean extension
 
-$(STAMP): pyproject.toml
+# The JupyterLab extension's bundle is committed (r1v4_nb/labextension), so node is not needed: `develop` links
+# it into the venv and enables the server extension (a wheel does that with its data files; an editable
+# install does not). Where node and npm exist and extensions/ changed since the bundle was built, it is
+# rebuilt first (scripts/labextension.py compares the sources' digest, not timestamps).
+$(STAMP): pyproject.toml $(EXT_SRC) $(EXT_OUT)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python scripts/labextension.py build --if-stale
+	$(BIN)/python scripts/labextension.py develop
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Rebuild the extension from extensions/ (needs node and npm); the venv links to the bundle, so that is all.
+extension: setup
+	$(BIN)/python scripts/labextension.py build
 
 # Two hand-written demonstrations, replayed with live tools: general (crop and read), then deepresearch
 # (crop, reverse image search, read pages, search; over the offline demo world, generated on first use).

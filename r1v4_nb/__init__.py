@@ -20,3 +20,13 @@ def unload_ipython_extension(ipython):  # noqa: ANN001
     from .ui.extension import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """JupyterLab's hook: the prebuilt viewer extension (built from extensions/) shipped in the package."""
+    return [{"src": "labextension", "dest": "r1v4-nb"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Jupyter server's hook: the viewer's endpoints (/r1v4/runs, /r1v4/trajectory, /r1v4/image)."""
+    return [{"module": "r1v4_nb.ui.labserver"}]

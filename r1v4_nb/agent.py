@@ -38,7 +38,7 @@ from .models.base import GenerationSettings, Model
 from .modes import DEFAULT_DIALECT, get_mode
 from .records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
 from .tools.base import Tool, ToolContext, ToolError
-from .trajectory import End, Header, Trajectory, TrajectoryWriter, fork, input_image, read
+from .trajectory import End, Header, Trajectory, TrajectoryWriter, fork, input_image, read, run_file, run_name
 
 FINAL_NOTICE = ("The {what} budget of this run is used up. Do not call any more tools: give your final "
                 "answer now, inside <answer></answer>.")
@@ -165,7 +165,7 @@ class Agent:
         if source.header.dialect != self.dialect.name:
             raise UsageError(f"the trajectory was written in dialect {source.header.dialect!r} but this agent "
                              f"speaks {self.dialect.name!r}; make an Agent with dialect={source.header.dialect!r}")
-        default = (source.path.with_name(f"{source.path.stem}.fork{step}-{int(time.time())}.jsonl")
+        default = (run_file(source.path.parent, f"{run_name(source.path)}.fork{step}-{int(time.time())}")
                    if source.path else None)
         target = self._out_path(out or default, source.header.id + f"-fork{step}")
         writer, steps = fork(source, step, target, replacement)
@@ -192,7 +192,7 @@ class Agent:
         return RunResult(traj, path, finished.answer, finished.reason)
 
     def _out_path(self, out: str | Path | None, run_id: str) -> Path:
-        return Path(out) if out is not None else self.runs_dir / f"{run_id}.jsonl"
+        return Path(out) if out is not None else run_file(self.runs_dir, run_id)
 
     # -- the loop ------------------------------------------------------------------------------
 

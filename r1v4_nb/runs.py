@@ -21,7 +21,7 @@ from .models.replay import ReplayModel
 from .modes import get_mode
 from .records import Step
 from .tools.base import Tool
-from .trajectory import Trajectory
+from .trajectory import Trajectory, run_file, run_name
 
 __all__ = ["WORLD_TOOLS", "fork", "is_replay", "live_tools", "mode_tools", "recorded_tools", "rerun"]
 
@@ -64,7 +64,7 @@ def rerun(traj: Trajectory, live: bool = False, out: str | Path | None = None,
     h = traj.header
     agent = Agent.from_header(h, ReplayModel.from_trajectory(traj), recorded_tools(traj, live), runs_dir=runs_dir)
     if out is None and traj.path is not None:
-        out = Path(runs_dir) / f"{traj.path.stem}.replay-{int(time.time())}.jsonl"
+        out = run_file(runs_dir, f"{run_name(traj.path)}.replay-{int(time.time())}")
     return agent, agent.run(h.question, h.images, out=out, meta={**h.meta, "replay_of": h.id})
 
 

@@ -29,6 +29,9 @@ from .records import ModelStep, NoteStep, Step, ToolStep, step_from_json
 
 FORMAT = "r1v4-trajectory"
 VERSION = 1
+# New runs are named <name>.r1v4.jsonl, so JupyterLab (and people) can tell a trajectory from other JSON
+# Lines by its name; files named plain .jsonl (older runs, imports, explicit names) are read the same.
+RUN_SUFFIX = ".r1v4.jsonl"
 
 
 class TrajectoryError(R1V4Error):
@@ -37,6 +40,20 @@ class TrajectoryError(R1V4Error):
 
 def new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+def run_file(folder: str | Path, name: str) -> Path:
+    """Where a new run called `name` goes in `folder`: <name>.r1v4.jsonl."""
+    return Path(folder) / f"{name}{RUN_SUFFIX}"
+
+
+def run_name(path: str | Path) -> str:
+    """A trajectory file's name without .r1v4.jsonl or .jsonl (for naming runs derived from it)."""
+    name = Path(path).name
+    for suffix in (RUN_SUFFIX, ".jsonl"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return Path(path).stem
 
 
 def images_dir(path: str | Path) -> Path:
@@ -388,5 +405,6 @@ def input_image(path: str | Path) -> Image:
     return Image.from_file(path, Provenance("input", name=Path(path).name))
 
 
-__all__ = ["FORMAT", "VERSION", "End", "Header", "ModelStep", "NoteStep", "ToolStep", "Trajectory",
-           "TrajectoryError", "TrajectoryWriter", "fork", "images_dir", "input_image", "read", "write"]
+__all__ = ["FORMAT", "RUN_SUFFIX", "VERSION", "End", "Header", "ModelStep", "NoteStep", "ToolStep", "Trajectory",
+           "TrajectoryError", "TrajectoryWriter", "fork", "images_dir", "input_image", "read", "run_file", "run_name",
+           "write"]

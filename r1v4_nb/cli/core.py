@@ -106,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..agent import Agent
     from ..models.replay import DEMO_TRAJECTORIES, demo_model
     from ..runs import WORLD_TOOLS, recorded_tools
-    from ..trajectory import new_id, read
+    from ..trajectory import new_id, read, run_file
 
     path = DEMO_TRAJECTORIES[args.mode]
     if not path.is_file():
@@ -129,7 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"r1v4-nb demo: the model turns are a hand-written demonstration, replayed; the tools are {how}.\n")
     agent = Agent.from_header(demo.header, demo_model(args.mode), tools)
     stem = "demo" if args.mode == "general" else f"demo-{args.mode}"
-    out = Path(args.out) if args.out else Path("runs") / f"{stem}-{new_id()}.jsonl"
+    out = Path(args.out) if args.out else run_file("runs", f"{stem}-{new_id()}")
     agent.subscribe(Printer(max_obs_chars=1200))
     result = agent.collect(agent.run(demo.header.question, demo.header.images, out=out,
                                      meta={"source": "r1v4-nb demo", "gold": demo.header.meta.get("gold")}))

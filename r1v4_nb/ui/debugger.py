@@ -20,7 +20,7 @@ import ipywidgets as w
 from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
-from ..trajectory import Trajectory
+from ..trajectory import Trajectory, run_file
 from .cards import RunState
 from .compare import Comparison
 from .highlight import highlight_python
@@ -397,7 +397,7 @@ class Debugger(w.VBox):
             model = session.live_model()  # None: the recorded turns after the fork
         tools = session.tools_for(h.mode, model) if model is not None else None
         runs_dir = self.runs_dir or session.runs_dir
-        out = runs_dir / f"{h.id}-fork{k}-{uuid.uuid4().hex[:6]}.jsonl"
+        out = run_file(runs_dir, f"{h.id}-fork{k}-{uuid.uuid4().hex[:6]}")
         view = RunView()
         agent, events = fork(self.traj, k, [replacement], model=model, tools=tools, runs_dir=runs_dir, out=out)
         run = LiveRun(agent, events, view)
