@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from .dialects import Dialect, get_dialect
 from .errors import R1V4Error, UsageError
 from .events import (
     Answered,
+    Event,
     EventBus,
     NoteAdded,
     RunError,
@@ -123,7 +124,7 @@ class Agent:
         return cls(model, tools=tools, dialect=header.dialect, mode=header.mode, system_prompt=header.system_prompt,
                    **kw)
 
-    def subscribe(self, fn: Callable[[Any], None]) -> Callable[[], None]:
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         """Call `fn(event)` for every event of every run; returns a function that unsubscribes."""
         return self._bus.subscribe(fn)
 
@@ -134,7 +135,7 @@ class Agent:
     # -- starting runs -------------------------------------------------------------------------
 
     def run(self, question: str, images: Sequence[str | Path | Image | Any] = (), out: str | Path | None = None,
-            meta: dict[str, Any] | None = None) -> Iterator[Any]:
+            meta: dict[str, Any] | None = None) -> Iterator[Event]:
         """Run the agent on a question and images, yielding events; the trajectory goes to `out`."""
         if not isinstance(question, str) or not question.strip():
             raise UsageError("the question is empty; write the question to ask about the image(s)")
@@ -155,7 +156,7 @@ class Agent:
         return self._events(header, writer, [])
 
     def fork(self, trajectory: Trajectory | str | Path, step: int, replacement: Sequence[Step] = (),
-             out: str | Path | None = None) -> Iterator[Any]:
+             out: str | Path | None = None) -> Iterator[Event]:
         """Branch a recorded run at `step` (keeping the steps before it, then `replacement`) and go on live.
 
         The events begin with those of the kept steps, right after `RunStarted`, so every view of the
@@ -178,13 +179,13 @@ class Agent:
         return self.collect(self.run(question, images, out, meta))
 
     @staticmethod
-    def collect(events: Iterator[Any]) -> RunResult:
+    def collect(events: Iterable[Event]) -> RunResult:
         """Drain a run's events and read back its trajectory."""
         finished: RunFinished | None = None
         path: Path | None = None
         for ev in events:
             if isinstance(ev, RunStarted):
-                path = Path(ev.header["path"])
+                path = ev.path
             elif isinstance(ev, RunFinished):
                 finished = ev
         assert path is not None and finished is not None
@@ -196,7 +197,7 @@ class Agent:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _events(self, header: Header, writer: TrajectoryWriter, steps: list[Step]) -> Iterator[Any]:
+    def _events(self, header: Header, writer: TrajectoryWriter, steps: list[Step]) -> Iterator[Event]:
         self._cancel = threading.Event()
         workdir = Path(tempfile.mkdtemp(prefix=f"r1v4-{header.id}-"))
         ctx = ToolContext(header.id, workdir, header.question, len(steps), cancel=self._cancel)
@@ -216,10 +217,10 @@ class Agent:
         finally:
             loop.close()  # a consumer that stops iterating still gets the run ended and the tools released
 
-    def _loop(self, st: _RunState) -> Iterator[Any]:
+    def _loop(self, st: _RunState) -> Iterator[Event]:
         reason, answer, error = "no_answer", None, None
         started: list[Tool] = []
-        yield RunStarted({**st.header.to_json(st.writer.path.parent), "path": str(st.writer.path)})
+        yield RunStarted(st.header, st.writer.path)
         for kept in st.steps:  # a fork's kept steps (and its edited one): none for a new run
             yield from events_of_step(kept)
         try:
@@ -312,7 +313,7 @@ class Agent:
                 return seg.text.strip()
         return None
 
-    def _turn(self, st: _RunState, final: bool) -> Iterator[Any]:
+    def _turn(self, st: _RunState, final: bool) -> Generator[Event, None, ModelStep]:
         index = len(st.steps)
         yield TurnStarted(index)
         parser = self.dialect.parser()
@@ -374,14 +375,14 @@ class Agent:
         return step
 
     @staticmethod
-    def _segment_events(index: int, events: list[Any]) -> Iterator[Any]:
+    def _segment_events(index: int, events: list[Any]) -> Iterator[Event]:
         for ev in events:
             if ev.type == "delta" and ev.text:
                 yield TokenDelta(index, ev.kind, ev.text)
             elif ev.type == "close" and ev.segment is not None:
                 yield SegmentClosed(index, ev.segment)
 
-    def _tool(self, st: _RunState, call: ToolCall) -> Iterator[Any]:
+    def _tool(self, st: _RunState, call: ToolCall) -> Iterator[Event]:
         index = len(st.steps)
         yield ToolStarted(index, call)
         st.ctx.step = index

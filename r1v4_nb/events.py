@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .records import ModelStep, NoteStep, Segment, ToolCall, ToolStep
+from .trajectory import Header
 
 
 @dataclass(frozen=True)
 class RunStarted:
-    header: dict[str, Any]
+    """A run began: its header (as recorded) and the trajectory file it is written to."""
+
+    header: Header
+    path: Path
 
 
 @dataclass(frozen=True)

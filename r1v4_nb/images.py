@@ -157,6 +157,3 @@ class ImageStore:
             shutil.copyfile(image.path, tmp)
             tmp.replace(target)
         return Image(target, image.sha256, image.width, image.height, image.mime, image.provenance)
-
-    def add_bytes(self, data: bytes, provenance: Provenance) -> Image:
-        return Image.from_bytes(data, self.folder, provenance)

@@ -22,9 +22,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors", "paths"),                      # the base: no project imports
     ("images", "prompts", "modes", "messages"),  # images; prompt texts; the table of modes; the message shape
     ("records",),                             # tool calls, observations, steps
-    ("events", "dialects", "sandbox"),        # run events; model text formats; the code worker
+    ("dialects", "sandbox"),                  # model text formats; the code worker
     ("trajectory", "tools"),                  # the recorded run; the tools
-    ("models", "world", "formats"),           # backends; the offline demo world; import / export
+    ("models", "world", "formats", "events"),  # backends; the demo world; import / export; run events
     ("agent",),                               # the loop
     ("runs",),                                # run set-up shared by every front end: tools, replay, fork
     ("train", "eval", "data"),                # training, evaluation, data curation

@@ -67,7 +67,7 @@ class Printer:
 
     def __call__(self, ev: Any) -> None:
         if isinstance(ev, RunStarted):
-            h = ev.header
+            h = ev.header.to_json(ev.path.parent)
             self._line(self._style(f"run {h['id']} · {h['model'].get('name', '?')} · {h['dialect']} · {h['mode']}", "1"))
             self._line(f"question: {terminal_safe(h['question'])}")
             for im in h["images"]:

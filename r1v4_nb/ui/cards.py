@@ -128,7 +128,7 @@ class RunState:
     # -- event handlers ---------------------------------------------------------------------------
 
     def _on_started(self, ev: RunStarted) -> None:
-        self.start_run(ev.header)
+        self.start_run({**ev.header.to_json(ev.path.parent), "path": str(ev.path)})
         self._header()
 
     def _on_turn(self, ev: TurnStarted) -> None:

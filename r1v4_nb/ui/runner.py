@@ -53,7 +53,7 @@ class LiveRun:
         try:
             for ev in self._events:
                 if isinstance(ev, RunStarted):
-                    self.path = Path(ev.header["path"])
+                    self.path = ev.path
                 elif isinstance(ev, RunFinished):
                     self.reason, self.answer = ev.reason, ev.answer
                 self.view.apply(ev)

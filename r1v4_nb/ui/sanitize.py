@@ -42,9 +42,3 @@ def link(url: object, text: object = None) -> str:
     if u is None:
         return f'<span class="r1v4-badurl">{label}</span>'
     return f'<a href="{esc(u)}" target="_blank" rel="noopener noreferrer nofollow">{label}</a>'
-
-
-def is_our_data_url(url: str) -> bool:
-    """Image sources we accept: base64 data URLs of raster types (made by `render.thumbnail_url`)."""
-    return url.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "data:image/gif;base64,",
-                           "data:image/webp;base64,"))
