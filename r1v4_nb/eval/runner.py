@@ -178,11 +178,12 @@ def read_results(out: str | Path) -> list[dict[str, Any]]:
 
 def default_tools(settings: EvalSettings) -> ToolsFactory:
     """The mode's registry tools; the search tools share the run's cache file and mode."""
-    from ..tools.registry import MODE_TOOLS, build_tool
+    from ..modes import get_mode
+    from ..tools.registry import build_tool
 
     def make(mode: str) -> list:
         tools = []
-        for name in MODE_TOOLS[mode]:
+        for name in get_mode(mode).tools:
             kw: dict[str, Any] = {}
             if name in SEARCH_TOOLS:
                 if settings.cache is not None:
