@@ -26,6 +26,8 @@ def register(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder, kept)")
     p.add_argument("--require-network-isolation", action="store_true",
                    help="refuse to run where a network namespace cannot be created")
+    p.add_argument("--require-isolation", action="store_true",
+                   help="refuse to run unless model code sees nothing of the host (private root, /proc, network)")
     p.set_defaults(func=run)
 
 
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{exc}; pass a PNG, JPEG, WebP, GIF or BMP file to --image") from exc
         ctx.register_image(image, f"image_{i}", Path(path).name, str(path))
     tool = CodeTool(timeout_s=args.timeout, memory_mb=args.memory_mb,
-                    require_network_isolation=args.require_network_isolation)
+                    require_network_isolation=args.require_network_isolation,
+                    require_isolation=args.require_isolation)
     try:
         tool.start(ctx)
         obs = tool.run({"code": code}, ctx)
