@@ -118,3 +118,14 @@ def test_a_file_that_is_not_a_database_is_a_usage_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "tool", "text_search", "x", "--cache", str(bad)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_an_existing_empty_file_is_not_turned_into_a_database(tmp_path):
+    empty = tmp_path / "notes.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(UsageError, match="exists and is an empty file"):
+        ToolCache(empty).get("text_search", "offline", {"query": "x"})
+    p = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "tool", "text_search", "x", "--cache", str(empty)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "empty file" in p.stderr
+    assert empty.read_bytes() == b""  # left as it was

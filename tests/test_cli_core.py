@@ -83,3 +83,57 @@ def test_run_without_a_model_says_how_to_give_one(tmp_path: Path) -> None:
 def test_bad_generation_settings_are_one_line_errors(tmp_path: Path) -> None:
     r = cli("run", "--model", f"replay:{DEMO_TRAJECTORY}", "--temperature", "nan", "q", cwd=tmp_path)
     assert r.returncode == 2 and "temperature must be a number" in r.stderr
+
+
+def _one_line_exit_2(r: subprocess.CompletedProcess, args: tuple[str, ...]) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, (args, r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+    return lines[0]
+
+
+def test_bad_files_and_numbers_give_one_line_and_exit_2(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(bytes(range(256)) * 8)
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "trunc.json"
+    truncated.write_text('{"http://a.example/": "p.ht')
+    nul = tmp_path / "nul.json"
+    nul.write_bytes(b'{"http://a.example/": "p\x00.html"}')
+    (tmp_path / "imgs").mkdir()
+    empty_cache = tmp_path / "notes.sqlite"
+    empty_cache.write_bytes(b"")
+    url = "http://a.example/"
+    cases = [
+        (("import-sharegpt", str(binary), "--out", str(tmp_path / "o")), "not UTF-8"),
+        (("train", "--dry-run", str(binary)), "not UTF-8"),
+        (("tool", "web_visit", "--mirror", str(empty), url), "not valid JSON"),
+        (("tool", "web_visit", "--mirror", str(binary), url), "not UTF-8"),
+        (("tool", "web_visit", "--mirror", str(truncated), url), "not valid JSON"),
+        (("tool", "web_visit", "--mirror", str(nul), url), "NUL"),
+        (("corpus", "images", "--pages", str(binary), "--out", str(tmp_path / "i.sqlite"), str(tmp_path / "imgs")),
+         "not UTF-8"),
+        (("tool", "web_visit", "--backend", "http", "http://[::1/"), "not a URL"),
+        (("serve", "--adapter", "/nonexistent", "tiny", "--port", "0"), "no LoRA adapter"),
+        (("tiny-model", "--layers", "0", str(tmp_path / "tm")), "--layers"),
+        (("tool", "text_search", "-k", "100000000000", "q"), "-k"),
+        (("tool", "web_visit", "--budget", "-100", url), "--budget"),
+        (("tool", "code", "--memory-mb", "99999999999", "-"), "--memory-mb"),
+        (("parse", "--chunk", "0", "-"), "--chunk"),
+        (("tool", "text_search", "--cache", str(empty_cache), "q"), "empty file"),
+    ]
+    for args, phrase in cases:
+        line = _one_line_exit_2(cli(*args, cwd=tmp_path, stdin=""), args)
+        assert phrase in line, (args, line)
+    assert empty_cache.read_bytes() == b"" and not (tmp_path / "tm").exists()
+
+
+def test_control_characters_from_arguments_are_escaped(tmp_path: Path) -> None:
+    hostile = "a\x1b[31mred\x07\u202eb\nc\rd\x9b"
+    for args in (("replay", hostile), ("tool", "text_search", "-k", hostile, "q"), ("parse", "--dialect", hostile, "-"),
+                 ("nosuchcommand" + hostile,)):
+        r = cli(*args, cwd=tmp_path, stdin="")
+        line = _one_line_exit_2(r, args)
+        assert not any(ch in r.stderr for ch in "\x1b\x07\u202e\r\x9b"), (args, r.stderr)
+        assert "\\x1b" in line and "\\u202e" in line, (args, line)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, read_text_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 
@@ -67,7 +67,8 @@ def run_images(args: argparse.Namespace) -> int:
     pages_file = args.pages or (args.source / "images.jsonl")
     links: dict[str, tuple[str, str]] = {}
     if pages_file.is_file():
-        for n, line in enumerate(pages_file.read_text(encoding="utf-8").splitlines(), 1):
+        lines = read_text_file(pages_file, 'a JSONL file of {"image", "url", "title"} lines').splitlines()
+        for n, line in enumerate(lines, 1):
             if line.strip():
                 try:
                     d = json.loads(line)

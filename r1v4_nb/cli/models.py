@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..errors import UsageError
+from . import bounded_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     kind.add_argument("--moe", dest="moe", action="store_true", default=True, help="Qwen3-VL-MoE (default)")
     kind.add_argument("--dense", dest="moe", action="store_false", help="dense Qwen3-VL")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=int, default=64, help="hidden width (a multiple of 64)")
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=bounded_int(64, 4096), default=64, help="hidden width (a multiple of 64)")
+    p.add_argument("--layers", type=bounded_int(1, 64), default=2, help="decoder layers (1 to 64)")
     p.set_defaults(func=_tiny_model)
 
     s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions)")
@@ -55,6 +57,9 @@ def _serve(args: argparse.Namespace) -> int:
     from ..models.loader import load_model
     from ..models.serve import ModelServer
 
+    if args.adapter is not None and not (Path(args.adapter).expanduser() / "adapter_config.json").is_file():
+        raise UsageError(f"--adapter {args.adapter}: no LoRA adapter there (a folder with adapter_config.json, "
+                         "as training writes); check the path")
     model = load_model(args.model, quantization=args.quantization, adapter=args.adapter)
     try:
         server = ModelServer(model, args.host, args.port, name=args.name, verbose=args.verbose)

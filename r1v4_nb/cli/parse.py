@@ -8,22 +8,20 @@ import sys
 from pathlib import Path
 
 from ..dialects import DIALECTS, get_dialect
-from ..errors import UsageError
+from . import bounded_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parse", help="parse model output into segments and tool calls (JSON)")
     p.add_argument("file", help="a text file of model output or a transcript; - reads stdin")
     p.add_argument("--dialect", default="r1v4", help=f"the text format: {', '.join(DIALECTS)} (default r1v4)")
-    p.add_argument("--chunk", type=int, default=0, metavar="BYTES",
+    p.add_argument("--chunk", type=bounded_int(1, 1 << 30), default=None, metavar="BYTES",
                    help="feed the parser this many bytes at a time, as a stream would (default: all at once)")
     p.set_defaults(func=cmd_parse)
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
     dialect = get_dialect(args.dialect)
-    if args.chunk < 0:
-        raise UsageError(f"--chunk must be a positive number of bytes, got {args.chunk}")
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     parser = dialect.parser()
     size = args.chunk or max(1, len(data))

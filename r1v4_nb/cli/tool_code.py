@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..images import Image, Provenance
 from ..tools.base import ToolContext, ToolError
+from . import bounded_int
 
 
 def register(tools: argparse._SubParsersAction) -> None:
@@ -22,7 +23,8 @@ def register(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--image", action="append", default=[], metavar="IMG",
                    help="an input image (repeatable): image_1, image_2, ... in the code")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="wall time limit in seconds")
-    p.add_argument("--memory-mb", type=int, default=4096, metavar="N", help="memory limit in MiB")
+    p.add_argument("--memory-mb", type=bounded_int(64, 1 << 20), default=4096, metavar="N",
+                   help="memory limit in MiB (64 to 1048576)")
     p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder, kept)")
     p.add_argument("--require-network-isolation", action="store_true",
                    help="refuse to run where a network namespace cannot be created")

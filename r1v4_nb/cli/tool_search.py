@@ -14,10 +14,12 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import UsageError
 from ..images import Image, Provenance
 from ..tools.base import ToolContext, ToolError
+from . import bounded_int
 
 
 def _cache_flags(p: argparse.ArgumentParser) -> None:
@@ -31,7 +33,7 @@ def register(tools: argparse._SubParsersAction) -> None:
     p = tools.add_parser("text_search", help="web text search (offline corpus, ddgs, serper, serpapi)")
     p.add_argument("queries", nargs="+", metavar="QUERY")
     p.add_argument("--backend", default="offline", choices=["offline", "ddgs", "serper", "serpapi"])
-    p.add_argument("-k", type=int, default=5, help="results per query")
+    p.add_argument("-k", type=bounded_int(1, 100), default=5, help="results per query (1 to 100)")
     p.add_argument("--corpus", type=Path, metavar="FILE", help="an FTS5 corpus built with 'r1v4-nb corpus build'")
     _cache_flags(p)
     p.set_defaults(func=run_text_search)
@@ -39,7 +41,7 @@ def register(tools: argparse._SubParsersAction) -> None:
     p = tools.add_parser("image_search", help="reverse image search (offline index, serper, serpapi)")
     p.add_argument("images", nargs="+", metavar="IMG", help="image files (or http(s) URLs for online backends)")
     p.add_argument("--backend", default="offline", choices=["offline", "serper", "serpapi"])
-    p.add_argument("-k", type=int, default=5, help="matches per image")
+    p.add_argument("-k", type=bounded_int(1, 100), default=5, help="matches per image (1 to 100)")
     p.add_argument("--index", type=Path, metavar="FILE", help="an image index built with 'r1v4-nb corpus images'")
     p.add_argument("--publish", metavar="TEMPLATE",
                    help="public URL of an uploaded image for Lens, e.g. 'https://host/{sha256}{ext}'")
@@ -52,7 +54,8 @@ def register(tools: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="offline", choices=["offline", "http"])
     p.add_argument("--mirror", type=Path, metavar="FILE", help="URL-to-file map of an offline mirror")
     p.add_argument("--allow-private", action="store_true", help="allow loopback and private addresses")
-    p.add_argument("--budget", type=int, default=6000, help="characters of page text in the observation")
+    p.add_argument("--budget", type=bounded_int(500, 1_000_000), default=6000,
+                   help="characters of page text in the observation (500 to 1000000)")
     p.add_argument("--cache", type=Path, metavar="FILE", help="tool cache file (default: the shared cache)")
     p.add_argument("--cache-mode", choices=["read-write", "read-only", "off"], help="default: read-write")
     p.set_defaults(func=run_web_visit)
@@ -117,6 +120,11 @@ def run_web_visit(args: argparse.Namespace) -> int:
 
     tool = WebVisitTool(args.backend, mirror=args.mirror, allow_private=args.allow_private, budget=args.budget,
                         cache=args.cache, cache_mode=args.cache_mode)
+    for url in args.urls:
+        try:
+            urlsplit(url)
+        except ValueError as exc:
+            raise UsageError(f"{url!r} is not a URL ({exc}); write it as https://host/path") from None
     arguments: dict[str, Any] = {"urls": args.urls}
     if args.goal:
         arguments["goal"] = args.goal

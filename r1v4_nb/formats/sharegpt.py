@@ -43,7 +43,7 @@ from typing import Any
 
 from ..dialects import Dialect
 from ..dialects.render import result_text
-from ..errors import UsageError
+from ..errors import UsageError, read_text_file
 from ..images import Image, Provenance
 from ..records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
 from ..trajectory import End, Header, Trajectory, new_id, read, write
@@ -175,7 +175,7 @@ def from_sharegpt(record: dict[str, Any], out: str | Path, base: str | Path | No
 def load_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ShareGPT file: a JSON list, one JSON object, or JSONL."""
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
+    text = read_text_file(p, "a ShareGPT JSON or JSONL file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -76,6 +76,9 @@ class ToolCache:
                 raise NotCached(f"offline, not cached: the cache {self.path} does not exist")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.mode == "read-write" and not self.path.exists():
+                    _create_database(self.path)
+                _refuse_foreign_file(self.path)
                 conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA busy_timeout=30000")
                 if self.mode == "read-write":
@@ -161,6 +164,42 @@ class ToolCache:
 
     def settings(self) -> dict[str, Any]:
         return {"cache": str(self.path), "cache_mode": self.mode}
+
+
+def _create_database(path: Path) -> None:
+    """Create the cache file whole (schema written) under a temporary name and link it into place, so that the
+    path never holds an empty file another process could mistake for the user's; a process that loses the race
+    uses the winner's file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: a rename, which may replace a sibling's fresh database
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """An existing file that is not a SQLite database (an empty one included) is the user's, not ours: SQLite
+    would silently turn an empty file into a database, so refuse before it can."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return  # missing: created; a folder or unreadable: sqlite's own error says so
+    if head != b"SQLite format 3\x00":
+        what = "an empty file" if not head else "not a SQLite database"
+        raise UsageError(f"cannot use the tool cache {path}: it exists and is {what}; pass a new or existing "
+                         "cache file (--cache / cache=), or cache mode off")
 
 
 def open_cache(cache: ToolCache | str | Path | None = None, mode: str | None = None) -> ToolCache:

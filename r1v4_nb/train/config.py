@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, read_text_file
 
 TARGETS = ("attention", "mlp", "experts")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -114,7 +114,7 @@ class TrainConfig:
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"no training config at {p}; write one as YAML, JSON or key = value lines")
-        return cls.from_text(p.read_text(encoding="utf-8"))
+        return cls.from_text(read_text_file(p, "a training config (YAML, JSON or key = value lines)"))
 
     def with_overrides(self, pairs: list[str]) -> TrainConfig:
         """A copy with `key=value` strings applied (the CLI's --set)."""

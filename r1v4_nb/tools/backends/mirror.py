@@ -7,7 +7,7 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
 
-from ...errors import UsageError
+from ...errors import UsageError, read_text_file
 from ..base import ToolError
 from ..netguard import BlockedURL
 from .fetch import Fetched
@@ -33,8 +33,17 @@ class Mirror:
         if not self.map_path.is_file():
             raise UsageError(f"no mirror map at {self.map_path}; pass mirror=PATH to a JSON {{url: file}} map")
         self.root = self.map_path.parent.resolve()
-        raw = json.loads(self.map_path.read_text(encoding="utf-8"))
-        self.files = {normalise_url(u): p for u, p in raw.items()}
+        hint = 'a JSON map {"url": "file relative to the map"}'
+        try:
+            raw = json.loads(read_text_file(self.map_path, hint))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{self.map_path} is not valid JSON ({exc.msg} at line {exc.lineno}); give {hint}") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise UsageError(f"{self.map_path} is not a JSON object of URL -> file name; give {hint}")
+        try:
+            self.files = {normalise_url(u): p for u, p in raw.items()}
+        except ToolError as exc:
+            raise UsageError(f"{self.map_path}: {exc}") from None
 
     def fetch(self, url: str) -> Fetched:
         if urlsplit(url).scheme.lower() == "file":
