@@ -177,21 +177,18 @@ def read_results(out: str | Path) -> list[dict[str, Any]]:
 
 
 def default_tools(settings: EvalSettings) -> ToolsFactory:
-    """The mode's registry tools; the search tools share the run's cache file and mode."""
+    """The mode's tools (`modes.py`); the search tools share the run's cache file and mode."""
     from ..modes import get_mode
-    from ..tools.registry import build_tool
+    from ..runs import live_tools
 
     def make(mode: str) -> list:
-        tools = []
-        for name in get_mode(mode).tools:
-            kw: dict[str, Any] = {}
-            if name in SEARCH_TOOLS:
-                if settings.cache is not None:
-                    kw["cache"] = settings.cache
-                if settings.cache_mode is not None:
-                    kw["cache_mode"] = settings.cache_mode
-            tools.append(build_tool(name, **kw))
-        return tools
+        kw: dict[str, Any] = {}
+        if settings.cache is not None:
+            kw["cache"] = settings.cache
+        if settings.cache_mode is not None:
+            kw["cache_mode"] = settings.cache_mode
+        names = get_mode(mode).tools
+        return live_tools(names, {name: kw for name in names if name in SEARCH_TOOLS})
 
     return make
 

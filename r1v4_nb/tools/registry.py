@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from ..errors import UsageError
-from ..modes import MODES, get_mode
+from ..modes import get_mode
 from .base import Tool
 
 # name -> "module:Class" under r1v4_nb.tools; each class builds with no arguments (offline defaults).
@@ -17,8 +17,6 @@ TOOLS = {
     "image_search": "image_search:ImageSearchTool",
     "web_visit": "web:WebVisitTool",
 }
-
-MODE_TOOLS = {name: list(mode.tools) for name, mode in MODES.items()}  # kept while eval/runner.py reads it
 
 
 def build_tool(name: str, **settings: Any) -> Tool:
