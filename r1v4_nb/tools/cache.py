@@ -54,6 +54,22 @@ def cache_key(tool: str, backend: str, arguments: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _set_up_for_writing(conn: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """WAL mode and the schema. Switching to WAL can report 'database is locked' without waiting on the
+    busy handler while another process is doing the same, so that one error is retried, not surfaced."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class ToolCache:
     """A SQLite cache of tool results (JSON values) plus a folder of blobs (thumbnails) named by hash."""
 
@@ -82,9 +98,7 @@ class ToolCache:
                 conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA busy_timeout=30000")
                 if self.mode == "read-write":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.executescript(_SCHEMA)
+                    _set_up_for_writing(conn)
             except (sqlite3.DatabaseError, OSError) as exc:  # not a database, or a folder we cannot write
                 raise UsageError(f"cannot use the tool cache {self.path} ({exc}); delete it, or pass another "
                                  "file (--cache / cache=) or cache mode off") from None
