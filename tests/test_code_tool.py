@@ -276,3 +276,19 @@ def test_a_forged_image_outside_scratch_is_not_returned(setup, tmp_path: Path) -
     assert obs.images == [] and obs.text.count("not returned") == 2
     tool.workers[ctx.trajectory_id].restart()  # the real call is still sleeping
     assert run(tool, ctx, "image_1.size").text == "(400, 300)"
+
+
+def test_images_saved_with_the_fast_png_default_stay_lossless(setup) -> None:
+    import numpy as np
+
+    tool, ctx, _src = setup
+    code = ("import numpy as np\nfrom PIL import Image\n"
+            "a = np.random.default_rng(5).integers(0, 256, (90, 120, 3), dtype=np.uint8)\na[:, :40] = 7\n"
+            "Image.fromarray(a).save('noise.png'); show(Image.fromarray(a), 'shown.png')\nprint('noise.png')")
+    obs = run(tool, ctx, code, step=40)
+    assert obs.error is None and len(obs.images) == 2
+    expected = np.random.default_rng(5).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    expected[:, :40] = 7
+    for image in obs.images:
+        with PILImage.open(image.path) as im:
+            assert np.array_equal(np.asarray(im.convert("RGB")), expected)
