@@ -263,6 +263,7 @@ def run(
     skip_bad: bool = False,
     progress: EvalProgress | str | None = "auto",
     command: str | None = None,
+    plots: bool = True,
 ) -> EvalRun:
     """Evaluate `model` (an instance, a factory `(task, mode) -> model`, or `endpoint=`) on `tasks`."""
     from ..agent import Agent, Budgets
@@ -369,7 +370,7 @@ def run(
     run_items(todo, one, workers)
     records = read_results(out_dir)
     report = build_report(records, manifest)
-    write_report(out_dir, report)
+    write_report(out_dir, report, plots=plots)
     bar.on_end(report)
     return EvalRun(out_dir, records, report)
 

@@ -135,7 +135,11 @@ class OpenAIModel:
     def _client(self):
         import httpx
 
-        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), headers=self._headers())
+        # A plain-http endpoint (a local vLLM, loopback) needs no TLS: building the default SSL context loads the
+        # CA bundle, ~0.1 s per request, which capped an eval at concurrency 16 below 3x its sequential speed.
+        verify = self.endpoint.startswith("https://")
+        return httpx.Client(timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout), headers=self._headers(),
+                            verify=verify)
 
     def _model_name(self) -> str:
         if self.model:
