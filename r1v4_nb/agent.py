@@ -146,7 +146,7 @@ class Agent:
             model=self.model.describe(),
             dialect=self.dialect.name,
             mode=self.mode,
-            system_prompt=self.system_prompt or self.dialect.system_prompt(
+            system_prompt=self.system_prompt or self._model_prompt() or self.dialect.system_prompt(
                 self.mode, [t.spec() for t in self.tools.values()]),
             tools=[{"name": t.name, "settings": t.settings()} for t in self.tools.values()],
             settings={"generation": self.settings.to_json(), "budgets": asdict(self.budgets)},
@@ -191,6 +191,13 @@ class Agent:
         assert path is not None and finished is not None
         traj = read(path)
         return RunResult(traj, path, finished.answer, finished.reason)
+
+    def _model_prompt(self) -> str | None:
+        """The prompt a model folder ships for this mode (the one it was trained with); "direct" without tools."""
+        prompts = getattr(self.model, "prompts", None) or {}
+        if self.dialect.name != "r1v4" or not isinstance(prompts, dict):
+            return None
+        return prompts.get("direct" if not self.tools and self.mode != "plan" else self.mode)
 
     def _out_path(self, out: str | Path | None, run_id: str) -> Path:
         return Path(out) if out is not None else run_file(self.runs_dir, run_id)

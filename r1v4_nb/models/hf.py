@@ -234,10 +234,13 @@ def load(
                          "the folder needs tokenizer and preprocessor_config.json files") from None
     report = memory_report(model)
     say(f"loaded in {time.time() - t0:.1f}s: {format_report(report)}")
+    from .default import agent_info
+
+    info = agent_info(spec) if Path(spec).is_dir() else {}
     return HFModel(
         model=model, processor=processor, name=Path(spec).name if Path(spec).exists() else spec,
         path=spec, quantization=quantization, device=device, memory=report, prefix_reuse=prefix_reuse,
-        adapter=str(adapter) if adapter else None,
+        adapter=str(adapter) if adapter else None, prompts=dict(info.get("prompts") or {}),
     )
 
 
@@ -293,6 +296,9 @@ class HFModel:
     memory: dict[str, int] = field(default_factory=dict)
     prefix_reuse: bool = True
     adapter: str | None = None
+    # System prompts the model was trained with, by mode ("general", "deepresearch", "direct"), from the
+    # folder's r1v4_agent.json; the agent uses them when it is given no prompt of its own.
+    prompts: dict[str, str] = field(default_factory=dict)
     last_stats: dict[str, Any] = field(default_factory=dict)
     _cached: _Cached | None = field(default=None, repr=False)
     _pixel_cache: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -18,6 +18,7 @@ TARGETS = ("attention", "mlp", "experts")
 SCHEDULERS = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = (None, "4bit", "8bit")
+FINETUNES = ("lora", "full")
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)
     output_dir: str = "runs/sft"
     quantization: str | None = None  # "4bit": QLoRA
+    finetune: str = "lora"  # "lora": train an adapter; "full": train every parameter (small models, from scratch)
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32
@@ -80,6 +82,10 @@ class TrainConfig:
             unknown = [f for f in self.filters if f.partition(":")[0].strip().replace("-", "_") not in FILTERS]
             if unknown:
                 raise UsageError(f"filters: unknown filter {unknown[0]!r}; choose from {', '.join(FILTERS)}")
+        if self.finetune not in FINETUNES:
+            raise UsageError(f"finetune={self.finetune!r}: use lora (an adapter) or full (every parameter)")
+        if self.finetune == "full" and self.quantization:
+            raise UsageError("finetune=full trains full-precision weights; drop quantization (or use finetune=lora)")
         if self.overlong not in ("cut", "drop"):
             raise UsageError(f"overlong={self.overlong!r}: use cut or drop")
         for name in ("lora_r", "max_steps", "batch_size", "grad_accum", "max_length", "log_every"):

@@ -119,5 +119,6 @@ class TerminalProgress(Progress):
     def on_end(self, result: Any) -> None:
         state = "stopped" if result.stopped else "done"
         self.stream.write(("\n" if self.tty else "") + f"{state} after {result.steps} steps; "
-                          f"adapter: {result.adapter}\n")
+                          + (f"model: {result.model_dir}\n" if getattr(result, "model_dir", None)
+                             else f"adapter: {result.adapter}\n"))
         self.stream.flush()

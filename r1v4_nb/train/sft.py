@@ -1,4 +1,4 @@
-"""The SFT run: a plain PyTorch loop over masked examples with LoRA / QLoRA.
+"""The SFT run: a plain PyTorch loop over masked examples with LoRA / QLoRA, or every parameter.
 
 The loop is deliberately standard (AdamW, warm-up then cosine / linear /
 constant, gradient accumulation with the loss normalised by the number of
@@ -6,7 +6,9 @@ loss tokens of the whole accumulated batch, clipping, optional gradient
 checkpointing and bf16 autocast on a GPU). What is ours is the data path and
 reproducibility: the order of examples is a function of (seed, epoch), and a
 checkpoint holds the LoRA weights, optimizer, scheduler, RNG states and step,
-so a resumed run continues the same loss curve.
+so a resumed run continues the same loss curve. `finetune="full"` trains every
+parameter (what a small model trained from scratch needs) and saves a whole model
+folder instead of an adapter.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class TrainResult:
     elapsed_s: float = 0.0
     tokens: int = 0
     loss_tokens: int = 0
+    model_dir: Path | None = None  # finetune="full": the trained model folder
 
     def to_json(self) -> dict[str, Any]:
         return {"output_dir": str(self.output_dir), "adapter": str(self.adapter) if self.adapter else None,
@@ -47,6 +50,7 @@ class TrainResult:
                 "first_loss": self.losses[0] if self.losses else None, "stopped": self.stopped,
                 "checkpoint": str(self.checkpoint) if self.checkpoint else None,
                 "merged": str(self.merged) if self.merged else None, "elapsed_s": round(self.elapsed_s, 3),
+                "model_dir": str(self.model_dir) if self.model_dir else None,
                 "tokens": self.tokens, "loss_tokens": self.loss_tokens}
 
 
@@ -201,13 +205,20 @@ class Trainer:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         model = self.base_model
-        if cfg.quantization or getattr(model, "is_loaded_in_4bit", False):
+        if cfg.finetune == "full":
+            if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+                raise UsageError("finetune=full needs a full-precision model; load it without quantization")
+            for p in model.parameters():
+                p.requires_grad_(True)
+            self.model = model
+        elif cfg.quantization or getattr(model, "is_loaded_in_4bit", False):
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
-            warnings.simplefilter("ignore", FutureWarning)
-            self.model = apply_lora(model, cfg.targets, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+        if cfg.finetune == "lora":
+            with warnings.catch_warnings():  # transformers' deprecation notices from inside peft
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = apply_lora(model, cfg.targets, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
         if cfg.gradient_checkpointing:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable
@@ -341,10 +352,13 @@ class Trainer:
                 checkpoint = self.save_checkpoint()
                 stopped = True
                 break
-        adapter = self.save_adapter()
-        merged = self.merge(adapter) if cfg.merge and not stopped else None
+        if cfg.finetune == "full":
+            adapter, merged, model_dir = None, None, self.save_model()
+        else:
+            adapter, model_dir = self.save_adapter(), None
+            merged = self.merge(adapter) if cfg.merge and not stopped else None
         result = TrainResult(self.output_dir, adapter, self.step, list(self.losses), stopped, checkpoint, merged,
-                             time.monotonic() - t0, done_tokens, done_loss)
+                             time.monotonic() - t0, done_tokens, done_loss, model_dir)
         (self.output_dir / "result.json").write_text(json.dumps(result.to_json(), indent=1))
         self.progress.on_end(result)
         return result
@@ -353,6 +367,16 @@ class Trainer:
         from ..models.lora import save_adapter
 
         path = save_adapter(self.model, self.output_dir / "adapter")
+        self.processor.save_pretrained(str(path))
+        (path / "r1v4_train.json").write_text(json.dumps({"config": self.config.to_dict(), "steps": self.step}))
+        return path
+
+    def save_model(self) -> Path:
+        """finetune=full: the whole trained model as a folder `load()` reads (weights, tokenizer, processor)."""
+        path = self.output_dir / "model"
+        self.model.eval()
+        self.model.save_pretrained(str(path))
+        self.model.train()
         self.processor.save_pretrained(str(path))
         (path / "r1v4_train.json").write_text(json.dumps({"config": self.config.to_dict(), "steps": self.step}))
         return path

@@ -1,0 +1,354 @@
+"""`r1v4-nb build-demo-model`: the default agent, made the way R1V4 was made, at toy scale.
+
+generate tasks -> expert rollouts with the real tools -> curation filters -> SFT (full
+parameters, from a freshly initialised tiny Qwen3-VL-MoE, in a curriculum of stages) ->
+evaluation on held-out tasks -> a model folder with its model card. Every step is seeded, so
+the same seed rebuilds the same model on the same software.
+
+The curriculum follows what the probes showed: read one plaque on a plain page first, then on a
+textured page with distractor shapes, then find the named plaque among several (the full task),
+with a share of no-tool runs (answer from the full view) so the direct mode is measured on a
+model that was trained for it; search and interleaved runs join in the last stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+__all__ = ["BuildPlan", "Stage", "build_demo_model", "evaluate_model", "load_task_file", "rollout"]
+
+
+@dataclass
+class Stage:
+    """One step of the curriculum: the runs it trains on and how long."""
+
+    name: str
+    data: list[str]  # names of rollout sets (see BuildPlan.sets)
+    steps: int
+    lr: float = 3e-3
+    warmup: int = 30
+
+
+@dataclass
+class BuildPlan:
+    """The sizes of a build. The defaults are what the shipped model was built with."""
+
+    seed: int = 0
+    # rollout sets: name -> (kind, level, n tasks, mode); mode "tools" or "direct"
+    sets: dict[str, tuple[str, int, int, str]] = field(default_factory=lambda: {
+        "read-easy": ("zoom", 0, 250, "tools"),
+        "read-texture": ("zoom", 1, 350, "tools"),
+        "zoom": ("zoom", 2, 1400, "tools"),
+        "direct": ("zoom", 2, 150, "direct"),
+        "interleaved": ("interleaved", 2, 250, "tools"),
+    })
+    stages: list[Stage] = field(default_factory=lambda: [
+        Stage("read-easy", ["read-easy"], 150),
+        Stage("read-texture", ["read-easy", "read-texture"], 250),
+        Stage("find-and-read", ["read-texture", "zoom", "direct", "interleaved"], 900),
+    ])
+    batch_size: int = 16
+    eval_sets: dict[str, tuple[str, int, str, int]] = field(default_factory=lambda: {
+        "zoom": ("zoom", 2, "general", 200),
+        "zoom-direct": ("zoom", 2, "direct", 200),
+        "interleaved": ("interleaved", 2, "deepresearch", 50),
+    })
+    threads: int = 2
+
+    @property
+    def eval_seed(self) -> int:
+        return 10_000 + self.seed  # never a training seed
+
+
+def load_task_file(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a task file (JSON Lines), with image paths made absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no task file at {path}; write one with `r1v4-nb world tasks`")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        rec["images"] = [str((path.parent / p).resolve()) for p in rec.get("images", [])]
+        out.append(rec)
+    return out
+
+
+def _tools_for(kind: str, mode: str) -> list[Any]:
+    from ..tools.registry import build_tool
+
+    if mode == "direct":
+        return []
+    names = {"zoom": ["code"], "search": ["image_search", "web_visit"],
+             "interleaved": ["code", "image_search", "web_visit"]}[kind]
+    return [build_tool(n) for n in names]
+
+
+def agent_mode(kind: str, mode: str) -> str:
+    """The agent mode (and prompt) of a task kind: zoom runs in general, search in deepresearch."""
+    if mode == "direct":
+        return "direct"
+    return "general" if kind == "zoom" else "deepresearch"
+
+
+def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "tools",
+            say: Callable[[str], None] | None = None, workers: int = 3) -> list[Path]:
+    """Run the expert on each task with the real tools; one trajectory file per task, in task order.
+
+    `workers` runs go at once (each with its own tools): a run spends most of its time waiting for
+    its sandbox to start, so a few in flight keep the CPUs busy."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..agent import Agent
+    from ..models.default import PROMPTS
+    from ..world.expert import ExpertModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    local = threading.local()
+    opened: list[Any] = []
+    lock = threading.Lock()
+    done = [0]
+    t0 = time.monotonic()
+
+    def one(task: dict[str, Any]) -> Path:
+        kind = task["meta"]["kind"]
+        cache = getattr(local, "tools", None)
+        if cache is None:
+            cache = local.tools = {}
+        if kind not in cache:
+            cache[kind] = _tools_for(kind, mode)
+            with lock:
+                opened.extend(cache[kind])
+        prompt_mode = agent_mode(kind, mode)
+        agent = Agent(ExpertModel(task, mode), tools=cache[kind],
+                      mode="general" if prompt_mode == "direct" else prompt_mode,
+                      system_prompt=PROMPTS[prompt_mode], runs_dir=out_dir)
+        path = out_dir / f"{task['id']}.jsonl"
+        agent.ask(task["question"], task["images"], out=path,
+                  meta={"task": task["id"], "gold": task["answer"], "kind": kind, "mode": mode})
+        with lock:
+            done[0] += 1
+            if say and (done[0] % 200 == 0 or done[0] == len(tasks)):
+                say(f"  {done[0]}/{len(tasks)} runs ({time.monotonic() - t0:.0f}s)")
+        return path
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            paths = list(pool.map(one, tasks))
+    finally:
+        for tool in opened:
+            close = getattr(tool, "close", None)
+            if close:
+                close()
+    return paths
+
+
+def _valid(step: Any) -> bool:
+    """A model turn that is a well-formed tool call or an answer."""
+    if any(seg.kind == "answer" for seg in step.segments):
+        return True
+    return bool(step.calls) and all(c.error is None for c in step.calls)
+
+
+def evaluate_model(model: Any, tasks: Sequence[dict[str, Any]], mode: str, out_dir: str | Path,
+                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a loaded model as an agent on tasks with the real tools; accuracy and valid-turn rate."""
+    from ..agent import Agent, Budgets
+    from ..models.base import GenerationSettings
+    from .filters import answer_matches
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    correct = turns = valid = answered = 0
+    tools_by_kind: dict[str, list[Any]] = {}
+    t0 = time.monotonic()
+    for i, task in enumerate(tasks):
+        kind = task["meta"]["kind"]
+        tool_mode = "direct" if mode == "direct" else "tools"
+        tools = tools_by_kind.setdefault(kind, _tools_for(kind, tool_mode))
+        agent = Agent(model, tools=tools, mode="general" if mode == "direct" else agent_mode(kind, "tools"),
+                      budgets=Budgets(max_steps=6, max_tool_calls=4, max_tokens_per_turn=160),
+                      settings=GenerationSettings(temperature=0.0), runs_dir=out_dir)
+        r = agent.ask(task["question"], task["images"], out=out_dir / f"{task['id']}.jsonl",
+                      meta={"task": task["id"], "gold": task["answer"]})
+        steps = r.trajectory.model_steps
+        turns += len(steps)
+        valid += sum(_valid(s) for s in steps)
+        answered += r.answer is not None
+        correct += answer_matches(r.answer, task["answer"], "normalised")
+        if say and ((i + 1) % 50 == 0 or i + 1 == len(tasks)):
+            say(f"  {i + 1}/{len(tasks)}: accuracy {correct / (i + 1):.3f} ({time.monotonic() - t0:.0f}s)")
+    for tools in tools_by_kind.values():
+        for tool in tools:
+            close = getattr(tool, "close", None)
+            if close:
+                close()
+    n = max(1, len(tasks))
+    return {"n": len(tasks), "accuracy": correct / n, "answered": answered / n,
+            "valid_turns": valid / max(1, turns), "turns": turns, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def _say(msg: str) -> None:
+    print(f"[build] {msg}", file=sys.stderr, flush=True)
+
+
+def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str | Path | None = None,
+                     say: Callable[[str], None] = _say) -> dict[str, Any]:
+    """Build the default model into `out` (see the module docstring); returns the build record."""
+    import torch
+
+    from ..models.default import build_tokenizer, make_model, write_agent_info
+    from ..models.hf import load
+    from ..world.tasks import write_tasks
+    from .config import TrainConfig
+    from .data import load_trajectories, render_examples
+    from .filters import select, stats
+    from .sft import Trainer
+
+    plan = plan or BuildPlan()
+    torch.set_num_threads(plan.threads)
+    out = Path(out)
+    work = Path(work) if work is not None else out.parent / f".build-{out.name}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    t_start = time.monotonic()
+    record: dict[str, Any] = {"seed": plan.seed, "plan": _plan_json(plan), "timings": {}, "filters": {},
+                              "stages": [], "eval": {}}
+
+    say("1/5 tasks and expert rollouts (real tools)")
+    trajs: dict[str, list[Any]] = {}
+    for k, (name, (kind, level, n, mode)) in enumerate(plan.sets.items()):
+        t0 = time.monotonic()
+        task_seed = plan.seed * 100 + k
+        tasks = write_tasks(work / "tasks" / name / "tasks.jsonl", kind, task_seed, n, level=level, split="train")
+        records = load_task_file(work / "tasks" / name / "tasks.jsonl")
+        say(f"{name}: {len(tasks)} {kind} tasks (level {level}, seed {task_seed}), expert in mode {mode}")
+        paths = rollout(records, work / "rollouts" / name, mode, say)
+        loaded = load_trajectories(paths)
+        sel = select(loaded, require_correct=True)
+        record["filters"][name] = {"runs": len(loaded), **{r: len(v) for r, v in sel.dropped.items()},
+                                   "kept": len(sel.kept)}
+        say(f"{name}: filters: {sel.summary()}")
+        trajs[name] = sel.kept
+        record["timings"][f"rollouts/{name}"] = round(time.monotonic() - t0, 1)
+
+    say("2/5 tokenizer and a fresh model")
+    corpus = [p for p in _prompts_corpus()]
+    for kept in trajs.values():
+        for t in kept:
+            corpus.append(t.header.question)
+            corpus += [s.text for s in t.steps if hasattr(s, "text")]
+            corpus += [s.observation.text for s in t.tool_steps]
+    tokenizer = build_tokenizer(corpus)
+    init = make_model(work / "init", tokenizer, seed=plan.seed)
+    loaded_model = load(init, progress=None)
+    model, processor = loaded_model.model, loaded_model.processor
+    n_params = sum(p.numel() for p in model.parameters())
+    record["parameters"] = n_params
+    say(f"model: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}")
+
+    examples = {}
+    for name, kept in trajs.items():
+        rep = render_examples(kept, processor)
+        examples[name] = rep.examples
+    record["data"] = {name: stats(trajs[name], examples[name]).as_dict() for name in trajs}
+
+    say("3/5 SFT, every parameter, in stages")
+    curves: list[dict[str, Any]] = []
+    step0 = 0
+    for stage in plan.stages:
+        t0 = time.monotonic()
+        data = [e for name in stage.data for e in examples[name]]
+        cfg = TrainConfig(model=str(init), output_dir=str(work / "sft" / stage.name), finetune="full",
+                          learning_rate=stage.lr, warmup_steps=stage.warmup, max_steps=stage.steps,
+                          batch_size=plan.batch_size, seed=plan.seed, weight_decay=0.01, log_every=25,
+                          max_grad_norm=1.0)
+        trainer = Trainer(cfg, data, model, processor, progress=_StageProgress(say, stage.name))
+        result = trainer.run()
+        model = trainer.model
+        for i, loss in enumerate(result.losses):
+            curves.append({"step": step0 + i + 1, "stage": stage.name, "loss": loss})
+        step0 += result.steps
+        record["stages"].append({"name": stage.name, "data": stage.data, "examples": len(data),
+                                 "steps": result.steps, "lr": stage.lr, "seconds": round(time.monotonic() - t0, 1),
+                                 "first_loss": result.losses[0], "last_loss": result.losses[-1]})
+        record["timings"][f"sft/{stage.name}"] = round(time.monotonic() - t0, 1)
+    record["curve"] = curves
+    final = work / "sft" / plan.stages[-1].name / "model"
+    write_agent_info(final)  # the prompts it was trained with, which the agent reads from the folder
+
+    say("4/5 evaluation on held-out tasks (real tools)")
+    model_eval = load(final, progress=None)
+    for k, (name, (kind, level, mode, n)) in enumerate(plan.eval_sets.items()):
+        t0 = time.monotonic()
+        folder = work / "eval" / name
+        task_seed = plan.eval_seed * 10 + k
+        write_tasks(folder / "tasks.jsonl", kind, task_seed, n, level=level)
+        tasks = load_task_file(folder / "tasks.jsonl")
+        res = evaluate_model(model_eval, tasks, mode, folder / "runs", say)
+        res.update({"kind": kind, "level": level, "mode": mode, "seed": task_seed})
+        record["eval"][name] = res
+        say(f"eval {name}: {json.dumps(res)}")
+        record["timings"][f"eval/{name}"] = round(time.monotonic() - t0, 1)
+
+    say("5/5 model folder and card")
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(final, out)
+    write_agent_info(out, {"build": {"seed": plan.seed, "command": f"r1v4-nb build-demo-model --seed {plan.seed}"}})
+    record["timings"]["total"] = round(time.monotonic() - t_start, 1)
+    record["torch_threads"] = plan.threads
+    (out / "build.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    from .card import write_card
+
+    write_card(out, record)
+    say(f"done in {record['timings']['total']:.0f}s: {out}")
+    return record
+
+
+def _prompts_corpus() -> list[str]:
+    from ..models.default import PROMPTS
+
+    return list(PROMPTS.values()) * 4
+
+
+def _plan_json(plan: BuildPlan) -> dict[str, Any]:
+    d = asdict(plan)
+    d["eval_seed"] = plan.eval_seed
+    return d
+
+
+class _StageProgress:
+    """Loss lines during a stage, in the build's log."""
+
+    def __init__(self, say: Callable[[str], None], name: str):
+        self.say, self.name = say, name
+
+    def on_start(self, info: Any) -> None:
+        self.say(f"stage {self.name}: {info.examples} examples, {info.total_steps} steps")
+
+    def on_step(self, m: Any) -> None:
+        self.say(f"  {self.name} step {m.step}/{m.total_steps} loss {m.loss:.4f} lr {m.lr:.2e} "
+                 f"({m.elapsed_s:.0f}s, eta {m.eta_s:.0f}s)")
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        pass
+
+    def on_end(self, result: Any) -> None:
+        pass

@@ -1,0 +1,171 @@
+"""A scripted expert that solves generated tasks with the real tools, writing short R1V4 turns.
+
+The expert is a `Model`: the agent runs it like any backend, executes its calls with the real
+tools (the sandboxed code tool, the offline image_search and web_visit) and records the run as
+a trajectory, which then goes through the curation filters and the SFT data path like any other.
+
+What it knows beforehand is what a task generator knows: the cell of the named plaque (zoom) or
+the cell of the inset (interleaved), and, for zoom, the plaque's code (it cannot read glyphs; the
+answer filter and the crop check below keep it honest: a crop that does not show the plaque's
+colour ends the run without an answer). Search facts are read from the pages web_visit returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..models.base import Delta, GenerationSettings, Usage
+from .tasks import PLAQUE_COLOURS, cell_box
+
+__all__ = ["ExpertModel", "crop_code", "expert_turns_zoom"]
+
+FACT_LABELS = {"material": "Material", "made": "Made"}
+
+
+def crop_code(cell: str) -> str:
+    """The code call that crops a grid cell and zooms it 2x (what the expert and the model write)."""
+    x0, y0, x1, y1 = (f"{v:g}" for v in cell_box(cell))
+    return f"c = show(helpers.zoom(helpers.crop(image_1, ({x0}, {y0}, {x1}, {y1})), 2))"
+
+
+def _call(name: str, arguments: dict[str, Any]) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}</tool_call>"
+
+
+def expert_turns_zoom(colour: str, cell: str, code: str) -> tuple[str, str]:
+    """The two turns of a zoom solution: crop the named plaque's cell, then read it."""
+    first = f"<think> The {colour} plaque is in cell {cell}. </think><code>{crop_code(cell)}</code>"
+    second = f"<think> It reads {code}. </think><answer>{code}</answer>"
+    return first, second
+
+
+def _last_images(messages: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            out += [str(p.get("image")) for p in content if p.get("type") == "image"]
+    return out
+
+
+def _texts(messages: list[dict[str, Any]]) -> str:
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [str(p.get("text", "")) for p in content if p.get("type") == "text"]
+    return "\n".join(parts).replace("\\n", "\n")  # observation payloads are JSON strings
+
+
+def _shows_colour(path: str, colour: str, min_pixels: int = 200) -> bool:
+    """Whether an image holds a patch of the plaque colour (the crop check)."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.int32)
+    ref = np.array(PLAQUE_COLOURS[colour], dtype=np.int32)
+    close = (np.abs(arr - ref).max(axis=2) <= 30).sum()
+    return int(close) >= min_pixels
+
+
+class ExpertModel:
+    """Plays one task: each `stream` call writes the next turn from what the tools returned so far."""
+
+    def __init__(self, task: dict[str, Any], mode: str = "tools"):
+        self.task = task
+        self.mode = mode  # "tools" or "direct" (no tools: answers from the full view)
+        self.name = "expert"
+        self.turn = 0
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "expert", "backend": "scripted expert (r1v4_nb.world.expert)", "task": self.task["id"]}
+
+    def stream(self, messages: list[dict[str, Any]], *, stop: list[str], settings: GenerationSettings,
+               cancel: threading.Event | None = None) -> Iterator[Delta]:
+        with self._lock:
+            text = self._next(messages)
+            self.turn += 1
+        for cut in stop:  # like a backend: the stop string is not sent
+            if cut and cut in text:
+                text = text[:text.index(cut)]
+        yield Delta(text)
+        yield Delta(finish_reason="stop", usage=Usage(0, max(1, len(text.split()))))
+
+    def _next(self, messages: list[dict[str, Any]]) -> str:
+        kind = self.task["meta"].get("kind", self.task.get("category"))
+        if kind == "zoom":
+            return self._zoom(messages)
+        if kind == "search":
+            return self._search(messages, first_call=1)
+        return self._interleaved(messages)
+
+    def _zoom(self, messages: list[dict[str, Any]]) -> str:
+        meta = self.task["meta"]
+        colour, cell, code = meta["colour"], meta["cell"], self.task["answer"]
+        if self.mode == "direct":
+            return f"<think> The {colour} plaque is in cell {cell}. It reads {code}. </think><answer>{code}</answer>"
+        first, second = expert_turns_zoom(colour, cell, code)
+        if self.turn == 0:
+            return first
+        images = _last_images(messages)
+        if len(images) < 2 or not _shows_colour(images[-1], colour):
+            return "<think> The crop does not show the plaque. </think>"
+        return second
+
+    def _search(self, messages: list[dict[str, Any]], first_call: int) -> str:
+        """Turns from `first_call` on: image search, visit the best match, read the fact."""
+        meta = self.task["meta"]
+        step = self.turn - (first_call - 1)
+        query = "image_1" if first_call == 1 else _shown_path(messages)
+        if step == 0:
+            what = "this picture" if first_call == 1 else "the zoomed inset"
+            return (f"<think> I search the web for {what} to find what it shows. </think>"
+                    + _call("image_search", {"image_paths": [query]}))
+        text = _texts(messages)
+        if step == 1:
+            url, title = _top_match(text)
+            if not url:
+                return "<think> The image search found nothing. </think>"
+            return (f"<think> The best match is {title}. I open its page. </think>"
+                    + _call("web_visit", {"urls": [url]}))
+        label = FACT_LABELS[meta["fact"]]
+        value = _fact(text, label)
+        if value is None:
+            return "<think> The page does not say. </think>"
+        return f"<think> The page says: {label} {value}. </think><answer>{value}</answer>"
+
+    def _interleaved(self, messages: list[dict[str, Any]]) -> str:
+        cell = self.task["meta"]["cell"]
+        if self.turn == 0:
+            return f"<think> The inset is in cell {cell}. </think><code>{crop_code(cell)}</code>"
+        return self._search(messages, first_call=2)
+
+
+def _shown_path(messages: list[dict[str, Any]]) -> str:
+    m = re.findall(r"\[image \d+: ([^\s\]]+) \(", _texts(messages))
+    return m[-1] if m else "show_1.png"
+
+
+_MATCH = re.compile(r'\[\d+\.1\] (.+?) \(similarity [\d.]+\)\s+(https?://[^\s"\\]+)')
+
+
+def _top_match(text: str) -> tuple[str | None, str]:
+    """The best match of the last image search: its page URL and title."""
+    found = _MATCH.findall(text)
+    if not found:
+        return None, ""
+    title, url = found[-1]
+    return url, title
+
+
+def _fact(text: str, label: str) -> str | None:
+    """A fact from the infobox rows of the last page web_visit returned ("| Material | copper")."""
+    m = re.findall(rf"\| {re.escape(label)} \| ([^\n|\"\\]+)", text)
+    return m[-1].strip() if m else None
