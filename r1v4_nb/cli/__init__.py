@@ -16,7 +16,7 @@ from importlib import import_module
 
 from ..errors import R1V4Error
 
-COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train", "corpus", "evaluate"]
+COMMANDS = ["core", "tool", "models", "parse", "trajectory_cmds", "ui", "train", "corpus", "evaluate", "agentbuild"]
 
 
 # C0 and C1 controls, DEL, and the Unicode characters that reorder or hide text in a terminal (bidi overrides

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--per-kind", type=int, default=80, help="places, people and objects each")
     g.set_defaults(func=run_world)
+    from .agentbuild import add_world_tasks
+
+    add_world_tasks(wc)
 
 
 def _progress(what: str):  # noqa: ANN202

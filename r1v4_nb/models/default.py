@@ -40,7 +40,9 @@ TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<answer>", 
               "<observation>", "</observation>", "<code>", "</code>"]
 
 # Assistant turns and tool results form one assistant stream (observations inside <observation>),
-# whichever way the messages split it; system and user messages are ordinary chat turns.
+# whichever way the messages split it; system and user messages are ordinary chat turns. A stream is
+# closed only after an assistant message: after a tool result the model writes on in the same stream,
+# so the generation prompt there adds nothing and a closed rendering is a prefix of the opened one.
 CHAT_TEMPLATE = (
     "{%- macro render(content) -%}"
     "{%- if content is string -%}{{ content }}"
@@ -61,7 +63,8 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\\n' + render(message['content']) + '<|im_end|>\\n' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if ns.stream and not add_generation_prompt -%}{{ '<|im_end|>\\n' }}{%- endif -%}"
+    "{%- if ns.stream and messages[-1]['role'] == 'assistant' and not add_generation_prompt -%}"
+    "{{ '<|im_end|>\\n' }}{%- endif -%}"
     "{%- if add_generation_prompt and not ns.stream -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 

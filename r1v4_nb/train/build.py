@@ -64,6 +64,19 @@ class BuildPlan:
     })
     threads: int = 2
 
+    def scaled(self, factor: float) -> BuildPlan:
+        """The same plan with every task count and step count multiplied by `factor` (at least 1 each)."""
+        from dataclasses import replace
+
+        def n(x: int) -> int:
+            return max(1, round(x * factor))
+
+        return replace(
+            self,
+            sets={k: (kind, level, n(count), mode) for k, (kind, level, count, mode) in self.sets.items()},
+            stages=[replace(s, steps=n(s.steps), warmup=min(s.warmup, n(s.steps))) for s in self.stages],
+            eval_sets={k: (kind, level, mode, n(count)) for k, (kind, level, mode, count) in self.eval_sets.items()})
+
     @property
     def eval_seed(self) -> int:
         return 10_000 + self.seed  # never a training seed
@@ -223,7 +236,7 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
     plan = plan or BuildPlan()
     torch.set_num_threads(plan.threads)
     out = Path(out)
-    work = Path(work) if work is not None else out.parent / f".build-{out.name}"
+    work = Path(work) if work is not None else Path("runs") / f"build-{out.name}-seed{plan.seed}"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
