@@ -24,7 +24,7 @@ def test_the_shipped_folder_is_small_and_carries_its_prompts_and_card() -> None:
     card = (folder / "README.md").read_text()
     assert "learning_curve.png" in card and (folder / "learning_curve.png").is_file()
     record = json.loads((folder / "build.json").read_text())
-    assert record["eval"]["zoom"]["n"] >= 200
+    assert record["eval"]["zoom"]["general"]["n"] >= 200
 
 
 def test_the_template_renders_inline_and_tool_message_mappings_alike(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where tasks, trajectories and stage checkpoints go (default: OUT beside, .build-NAME)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every task count and step count (0.1: a quick check of the pipeline)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared 2-core machine two threads are slower)")
     p.set_defaults(func=cmd_build)
 
 

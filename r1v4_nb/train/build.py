@@ -47,22 +47,23 @@ class BuildPlan:
     sets: dict[str, tuple[str, int, int, str]] = field(default_factory=lambda: {
         "read-easy": ("zoom", 0, 250, "tools"),
         "read-texture": ("zoom", 1, 350, "tools"),
-        "zoom": ("zoom", 2, 1400, "tools"),
+        "zoom": ("zoom", 2, 1600, "tools"),
         "direct": ("zoom", 2, 150, "direct"),
-        "interleaved": ("interleaved", 2, 250, "tools"),
     })
     stages: list[Stage] = field(default_factory=lambda: [
-        Stage("read-easy", ["read-easy"], 150),
-        Stage("read-texture", ["read-easy", "read-texture"], 250),
-        Stage("find-and-read", ["read-texture", "zoom", "direct", "interleaved"], 900),
+        Stage("read-easy", ["read-easy"], 200),
+        Stage("read-texture", ["read-easy", "read-texture"], 300),
+        Stage("find-and-read", ["read-texture", "zoom", "direct"], 1100, lr=2e-3),
     ])
     batch_size: int = 16
-    eval_sets: dict[str, tuple[str, int, str, int]] = field(default_factory=lambda: {
-        "zoom": ("zoom", 2, "general", 200),
-        "zoom-direct": ("zoom", 2, "direct", 200),
-        "interleaved": ("interleaved", 2, "deepresearch", 50),
+    # evaluation sets: name -> (kind, level, modes, n tasks); every mode runs on the same tasks
+    eval_sets: dict[str, tuple[str, int, tuple[str, ...], int]] = field(default_factory=lambda: {
+        "zoom": ("zoom", 2, ("general", "direct"), 200),
+        "interleaved": ("interleaved", 2, ("deepresearch",), 30),
     })
-    threads: int = 2
+    # One torch thread: on a shared 2-core machine two threads spin against each other (measured here:
+    # 0.9 s a step with one thread, 3.5 s with two, at a load average of 6-8).
+    threads: int = 1
 
     def scaled(self, factor: float) -> BuildPlan:
         """The same plan with every task count and step count multiplied by `factor` (at least 1 each)."""
@@ -75,7 +76,7 @@ class BuildPlan:
             self,
             sets={k: (kind, level, n(count), mode) for k, (kind, level, count, mode) in self.sets.items()},
             stages=[replace(s, steps=n(s.steps), warmup=min(s.warmup, n(s.steps))) for s in self.stages],
-            eval_sets={k: (kind, level, mode, n(count)) for k, (kind, level, mode, count) in self.eval_sets.items()})
+            eval_sets={k: (kind, level, modes, n(count)) for k, (kind, level, modes, count) in self.eval_sets.items()})
 
     @property
     def eval_seed(self) -> int:
@@ -152,8 +153,9 @@ def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "t
                       mode="general" if prompt_mode == "direct" else prompt_mode,
                       system_prompt=PROMPTS[prompt_mode], runs_dir=out_dir)
         path = out_dir / f"{task['id']}.jsonl"
-        agent.ask(task["question"], task["images"], out=path,
-                  meta={"task": task["id"], "gold": task["answer"], "kind": kind, "mode": mode})
+        if not _finished(path):
+            agent.ask(task["question"], task["images"], out=path,
+                      meta={"task": task["id"], "gold": task["answer"], "kind": kind, "mode": mode})
         with lock:
             done[0] += 1
             if say and (done[0] % 200 == 0 or done[0] == len(tasks)):
@@ -171,6 +173,14 @@ def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "t
     return paths
 
 
+def _finished(path: Path) -> bool:
+    """A trajectory file a run completed (its last line is the end record): a resumed build keeps it."""
+    if not path.is_file():
+        return False
+    lines = path.read_bytes().rstrip().splitlines()
+    return bool(lines) and lines[-1].startswith(b'{"type": "end"')
+
+
 def _valid(step: Any) -> bool:
     """A model turn that is a well-formed tool call or an answer."""
     if any(seg.kind == "answer" for seg in step.segments):
@@ -178,42 +188,26 @@ def _valid(step: Any) -> bool:
     return bool(step.calls) and all(c.error is None for c in step.calls)
 
 
-def evaluate_model(model: Any, tasks: Sequence[dict[str, Any]], mode: str, out_dir: str | Path,
-                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run a loaded model as an agent on tasks with the real tools; accuracy and valid-turn rate."""
-    from ..agent import Agent, Budgets
-    from ..models.base import GenerationSettings
-    from .filters import answer_matches
+def evaluate_model(model: Any, tasks_file: str | Path, modes: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
+    """Run a loaded model on a task file with the real tools through the evaluation runner (the code behind
+    `r1v4-nb eval run`); per mode its report's accuracy, plus the share of turns that are valid calls or answers."""
+    from ..eval.runner import run
+    from ..trajectory import read
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    correct = turns = valid = answered = 0
-    tools_by_kind: dict[str, list[Any]] = {}
     t0 = time.monotonic()
-    for i, task in enumerate(tasks):
-        kind = task["meta"]["kind"]
-        tool_mode = "direct" if mode == "direct" else "tools"
-        tools = tools_by_kind.setdefault(kind, _tools_for(kind, tool_mode))
-        agent = Agent(model, tools=tools, mode="general" if mode == "direct" else agent_mode(kind, "tools"),
-                      budgets=Budgets(max_steps=6, max_tool_calls=4, max_tokens_per_turn=160),
-                      settings=GenerationSettings(temperature=0.0), runs_dir=out_dir)
-        r = agent.ask(task["question"], task["images"], out=out_dir / f"{task['id']}.jsonl",
-                      meta={"task": task["id"], "gold": task["answer"]})
-        steps = r.trajectory.model_steps
-        turns += len(steps)
-        valid += sum(_valid(s) for s in steps)
-        answered += r.answer is not None
-        correct += answer_matches(r.answer, task["answer"], "normalised")
-        if say and ((i + 1) % 50 == 0 or i + 1 == len(tasks)):
-            say(f"  {i + 1}/{len(tasks)}: accuracy {correct / (i + 1):.3f} ({time.monotonic() - t0:.0f}s)")
-    for tools in tools_by_kind.values():
-        for tool in tools:
-            close = getattr(tool, "close", None)
-            if close:
-                close()
-    n = max(1, len(tasks))
-    return {"n": len(tasks), "accuracy": correct / n, "answered": answered / n,
-            "valid_turns": valid / max(1, turns), "turns": turns, "seconds": round(time.monotonic() - t0, 1)}
+    result = run(tasks_file, model, modes=list(modes), out=out_dir, temperature=0.0, max_tokens=160, max_steps=6,
+                 max_tool_calls=4, progress=None)
+    out: dict[str, Any] = {"report": str(Path(out_dir) / "report.json"), "seconds": round(time.monotonic() - t0, 1)}
+    for mode in modes:
+        figures = result.report["modes"][mode]
+        turns = valid = 0
+        for f in sorted((Path(out_dir) / "trajectories" / mode).glob("*.jsonl")):
+            steps = read(f).model_steps
+            turns += len(steps)
+            valid += sum(_valid(st) for st in steps)
+        out[mode] = {"n": figures["n"], "accuracy": figures["accuracy"], "answered": figures.get("answer_rate"),
+                     "valid_turns": valid / max(1, turns), "turns": turns}
+    return out
 
 
 def _say(msg: str) -> None:
@@ -237,9 +231,7 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
     torch.set_num_threads(plan.threads)
     out = Path(out)
     work = Path(work) if work is not None else Path("runs") / f"build-{out.name}-seed{plan.seed}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)  # a killed build resumes: finished runs and task files are kept
     t_start = time.monotonic()
     record: dict[str, Any] = {"seed": plan.seed, "plan": _plan_json(plan), "timings": {}, "filters": {},
                               "stages": [], "eval": {}}
@@ -249,9 +241,11 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
     for k, (name, (kind, level, n, mode)) in enumerate(plan.sets.items()):
         t0 = time.monotonic()
         task_seed = plan.seed * 100 + k
-        tasks = write_tasks(work / "tasks" / name / "tasks.jsonl", kind, task_seed, n, level=level, split="train")
-        records = load_task_file(work / "tasks" / name / "tasks.jsonl")
-        say(f"{name}: {len(tasks)} {kind} tasks (level {level}, seed {task_seed}), expert in mode {mode}")
+        task_file = work / "tasks" / name / "tasks.jsonl"
+        if not (task_file.is_file() and len(task_file.read_text(encoding="utf-8").splitlines()) == n):
+            write_tasks(task_file, kind, task_seed, n, level=level, split="train")
+        records = load_task_file(task_file)
+        say(f"{name}: {len(records)} {kind} tasks (level {level}, seed {task_seed}), expert in mode {mode}")
         paths = rollout(records, work / "rollouts" / name, mode, say)
         loaded = load_trajectories(paths)
         sel = select(loaded, require_correct=True)
@@ -308,14 +302,15 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
 
     say("4/5 evaluation on held-out tasks (real tools)")
     model_eval = load(final, progress=None)
-    for k, (name, (kind, level, mode, n)) in enumerate(plan.eval_sets.items()):
+    for k, (name, (kind, level, modes, n)) in enumerate(plan.eval_sets.items()):
         t0 = time.monotonic()
         folder = work / "eval" / name
         task_seed = plan.eval_seed * 10 + k
-        write_tasks(folder / "tasks.jsonl", kind, task_seed, n, level=level)
-        tasks = load_task_file(folder / "tasks.jsonl")
-        res = evaluate_model(model_eval, tasks, mode, folder / "runs", say)
-        res.update({"kind": kind, "level": level, "mode": mode, "seed": task_seed})
+        write_tasks(folder / "tasks.jsonl", kind, task_seed, n, level=level, split="test")
+        if (folder / "run").exists():
+            shutil.rmtree(folder / "run")
+        res = evaluate_model(model_eval, folder / "tasks.jsonl", modes, folder / "run")
+        res.update({"kind": kind, "level": level, "seed": task_seed, "n": n})
         record["eval"][name] = res
         say(f"eval {name}: {json.dumps(res)}")
         record["timings"][f"eval/{name}"] = round(time.monotonic() - t0, 1)

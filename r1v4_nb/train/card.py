@@ -75,9 +75,12 @@ def write_card(folder: str | Path, record: dict[str, Any]) -> Path:
              _row(["set", "mode", "tasks", "accuracy", "answered", "valid turns", "seed"]),
              _row(["---"] * 7)]
     for name, r in record.get("eval", {}).items():
-        lines.append(_row([name, r["mode"], r["n"], f"{r['accuracy']:.3f}", f"{r['answered']:.3f}",
-                           f"{r['valid_turns']:.3f}", r["seed"]]))
-    lines += ["", "Chance on a zoom task is 1/64 (a letter of 8 and a digit of 8).", "",
+        for mode, f in r.items():
+            if isinstance(f, dict) and "accuracy" in f:
+                lines.append(_row([name, mode, f["n"], f"{f['accuracy']:.3f}", f"{f['answered'] or 0:.3f}",
+                                   f"{f['valid_turns']:.3f}", r["seed"]]))
+    lines += ["", "Chance on a zoom task is 1/64 (a letter of 8 and a digit of 8). Each set's reports, from the "
+              "evaluation runner behind `r1v4-nb eval run`, are in the build's work folder.", "",
               "## Curation (expert runs -> filters)", "",
               _row(["set", "runs", "kept", "dropped (reason: count)"]), _row(["---"] * 4)]
     for name, f in record.get("filters", {}).items():
