@@ -4,10 +4,10 @@ from r1v4_nb.models import ModelError, load_model
 from r1v4_nb.models.openai import OpenAIModel
 
 
-def test_no_spec_is_the_demo_and_replay_reads_a_file():
+def test_demo_is_the_replayed_demonstration_and_replay_reads_a_file():
     from r1v4_nb.models.replay import DEMO_TRAJECTORY
 
-    assert load_model(None).describe()["backend"] == "replay"
+    assert load_model("demo").describe()["backend"] == "replay"
     replay = load_model(f"replay:{DEMO_TRAJECTORY}")
     assert replay.describe() == {"name": replay.name, "backend": "replay", "source": str(DEMO_TRAJECTORY)}
 

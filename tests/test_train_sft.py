@@ -159,3 +159,28 @@ def test_config_text_forms_and_errors():
         TrainConfig(lora_dropout=0.1)
     with pytest.raises(UsageError, match="targets"):
         TrainConfig(targets=["everything"])
+
+
+def test_full_finetune_trains_every_parameter_and_saves_a_loadable_folder(examples, tiny_moe_path, tmp_path):
+    from r1v4_nb.models.hf import load
+
+    model, processor = load_tiny(tiny_moe_path)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    start = mean_loss(model, processor, examples)
+    cfg = TrainConfig(model=str(tiny_moe_path), output_dir=str(tmp_path / "full"), finetune="full", max_steps=12,
+                      learning_rate=3e-3, batch_size=2)
+    result = Trainer(cfg, examples, model, processor).run()
+    assert result.adapter is None and result.model_dir == tmp_path / "full" / "model"
+    assert mean_loss(model, processor, examples) < start
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert any("visual" in n for n in changed) and any("experts" in n for n in changed)
+    assert any("embed_tokens" in n for n in changed)
+    reloaded = load(result.model_dir, progress=None)
+    assert abs(mean_loss(reloaded.model, reloaded.processor, examples) - mean_loss(model.eval(), processor, examples)) < 1e-4
+
+
+def test_full_finetune_refuses_quantization():
+    with pytest.raises(UsageError, match="finetune=full"):
+        TrainConfig(model="m", finetune="full", quantization="4bit")
+    with pytest.raises(UsageError, match="finetune="):
+        TrainConfig(model="m", finetune="half")

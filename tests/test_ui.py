@@ -274,7 +274,7 @@ def test_the_default_demo_replays_the_recording_of_the_mode_asked(session, capsy
     from r1v4_nb.models.replay import DEMO_TRAJECTORIES
 
     deep = read(DEMO_TRAJECTORIES["deepresearch"]).header
-    api.load()
+    api.load("demo")
     run = api.ask(deep.question, [deep.images[0].path], mode="deepresearch", wait=True, display=False)
     assert run.reason == "answered" and run.answer == deep_answer(DEMO_TRAJECTORIES["deepresearch"])
     assert session.model.source == str(DEMO_TRAJECTORIES["deepresearch"])

@@ -25,8 +25,9 @@ def register(sub: Any) -> None:
 
     r = esub.add_parser("run", help="run a model on a task set in one or more modes; writes a run folder")
     r.add_argument("tasks", help="the task file (any format 'eval tasks' reads)")
-    r.add_argument("--model", default=None, help="a model folder, hub id, 'tiny', replay:TRAJECTORY.jsonl, or "
-                   "'world-baseline' (the rule-based research baseline for the offline world's questions)")
+    r.add_argument("--model", default=None, help="'default' (the trained default agent), a model folder, hub id, "
+                   "'tiny', 'demo', replay:TRAJECTORY.jsonl, or 'world-baseline' (the rule-based research baseline "
+                   "for the offline world's questions)")
     r.add_argument("--endpoint", default=None, help="an OpenAI-compatible server URL (vLLM, SGLang, r1v4-nb serve)")
     r.add_argument("--model-name", default=None, help="the model name to ask the endpoint for (default: its first)")
     r.add_argument("--api-key-env", default=None, help="environment variable holding the endpoint's API key")

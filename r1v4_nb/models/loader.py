@@ -69,7 +69,7 @@ def load_model(
         from .replay import demo_model
 
         return demo_model(**kw)
-    if spec.startswith("replay:"):
+    if spec is not None and spec.startswith("replay:"):
         from .replay import ReplayModel
 
         return ReplayModel.from_file(spec[len("replay:"):], **kw)

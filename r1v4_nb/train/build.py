@@ -51,15 +51,15 @@ class BuildPlan:
         "direct": ("zoom", 2, 150, "direct"),
     })
     stages: list[Stage] = field(default_factory=lambda: [
-        Stage("read-easy", ["read-easy"], 200),
-        Stage("read-texture", ["read-easy", "read-texture"], 300),
-        Stage("find-and-read", ["read-texture", "zoom", "direct"], 1100, lr=2e-3),
+        Stage("read-easy", ["read-easy"], 100),
+        Stage("read-texture", ["read-easy", "read-texture"], 150),
+        Stage("find-and-read", ["read-texture", "zoom", "direct"], 600, lr=2e-3),
     ])
     batch_size: int = 16
     # evaluation sets: name -> (kind, level, modes, n tasks); every mode runs on the same tasks
     eval_sets: dict[str, tuple[str, int, tuple[str, ...], int]] = field(default_factory=lambda: {
         "zoom": ("zoom", 2, ("general", "direct"), 200),
-        "interleaved": ("interleaved", 2, ("deepresearch",), 30),
+        "interleaved": ("interleaved", 2, ("deepresearch",), 20),
     })
     # One torch thread: on a shared 2-core machine two threads spin against each other (measured here:
     # 0.9 s a step with one thread, 3.5 s with two, at a load average of 6-8).

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "CODE_DIGITS", "CODE_LETTERS", "GRID", "KINDS", "PLAQUE_COLOURS", "SCENE", "Task", "cell_box", "cell_name",
+    "CODE_DIGITS", "CODE_LETTERS", "GRID", "KINDS", "LEVELS", "PLAQUE_COLOURS", "SCENE", "Task", "cell_box", "cell_name",
     "generate", "make_search_task", "make_zoom_task", "write_tasks",
 ]
 
 KINDS = ("zoom", "search", "interleaved")
+LEVELS = (0, 1, 2)  # zoom difficulty: plain page, one plaque; textured page and shapes; several plaques
 SCENE = 1024  # pixels on each side of a scene
 GRID = 4  # cells per side; cell names are column letter + row number: A1 (top left) .. D4
 PLAQUE_COLOURS = {
@@ -221,7 +222,7 @@ def generate(kind: str, seed: int, n: int, *, level: int = 2, world: Any = None)
     if kind not in KINDS:
         raise UsageError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "zoom":
-        if level not in (0, 1, 2):
+        if level not in LEVELS:
             raise UsageError(f"zoom level {level} does not exist; use 0 (easy), 1 or 2 (the full task)")
         return [make_zoom_task(seed, i, level) for i in range(n)]
     if world is None:
@@ -242,6 +243,8 @@ def write_tasks(path: str | Path, kind: str, seed: int, n: int, *, level: int = 
     (path.parent / "images").mkdir(parents=True, exist_ok=True)
     if kind not in KINDS:
         raise UsageError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "zoom" and level not in LEVELS:
+        raise UsageError(f"zoom level {level} does not exist; use 0 (easy), 1 or 2 (the full task)")
     if kind != "zoom" and world is None:
         from . import ensure_world
 
