@@ -148,15 +148,23 @@ class ToolStep:
 
 @dataclass
 class NoteStep:
-    """Text put into the context by the agent or a person, not by the model (a budget notice, a fork's edit)."""
+    """Text put into the context by the agent or a person, not by the model (a budget notice, a fork's edit).
+
+    Reason `user` marks a later user turn of a multi-turn chat (an imported conversation), which goes
+    back to the model as a user message with its `images`; any other note is a system message.
+    """
 
     index: int
     text: str
     reason: str = ""
+    images: list[Image] = field(default_factory=list)
     type: str = field(default="note", init=False)
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
-        return {"type": "note", "index": self.index, "text": self.text, "reason": self.reason}
+        d: dict[str, Any] = {"type": "note", "index": self.index, "text": self.text, "reason": self.reason}
+        if self.images:
+            d["images"] = [im.to_json(relative_to) for im in self.images]
+        return d
 
 
 Step = Union[ModelStep, ToolStep, NoteStep]
@@ -177,5 +185,6 @@ def step_from_json(d: dict[str, Any], base: Path | None = None) -> Step:
         return ToolStep(int(d["index"]), ToolCall.from_json(d["call"]),
                         Observation.from_json(d["observation"], base), float(d.get("elapsed_s", 0.0)))
     if kind == "note":
-        return NoteStep(int(d["index"]), d["text"], d.get("reason", ""))
+        return NoteStep(int(d["index"]), d["text"], d.get("reason", ""),
+                        [Image.from_json(i, base) for i in d.get("images") or []])
     raise ValueError(f"unknown step type {kind!r}")

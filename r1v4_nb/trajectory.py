@@ -144,9 +144,8 @@ class Trajectory:
         for im in self.header.images:
             seen.setdefault(im.sha256, im)
         for s in self.steps:
-            if isinstance(s, ToolStep):
-                for im in s.observation.images:
-                    seen.setdefault(im.sha256, im)
+            for im in s.observation.images if isinstance(s, ToolStep) else s.images if isinstance(s, NoteStep) else []:
+                seen.setdefault(im.sha256, im)
         return list(seen.values())
 
     def context_at(self, index: int, dialect: Any = None) -> list[dict[str, Any]]:
@@ -189,6 +188,8 @@ class TrajectoryWriter:
         if isinstance(step, ToolStep):
             obs = replace(step.observation, images=[self.store.add(im) for im in step.observation.images])
             step = ToolStep(step.index, step.call, obs, step.elapsed_s)
+        elif isinstance(step, NoteStep) and step.images:
+            step = replace(step, images=[self.store.add(im) for im in step.images])
         self._write(step.to_json(self.path.parent))
         self.count += 1
         return step
@@ -221,6 +222,8 @@ def write(path: str | Path, trajectory: Trajectory) -> Path:
         if isinstance(s, ToolStep):
             s = replace(s, observation=replace(s.observation,
                                                images=[store.add(im) for im in s.observation.images]))
+        elif isinstance(s, NoteStep) and s.images:
+            s = replace(s, images=[store.add(im) for im in s.images])
         lines.append(s.to_json(p.parent))
     if trajectory.end is not None:
         lines.append(trajectory.end.to_json())
@@ -310,6 +313,8 @@ def read(path: str | Path, check_images: bool = True) -> Trajectory:
             raise TrajectoryError(f"{p}:{n}: step index {step.index}, expected {len(steps)}")
         if isinstance(step, ToolStep):
             _locate_images(p, n, step.observation.images, store, check_images)
+        elif isinstance(step, NoteStep) and step.images:
+            _locate_images(p, n, step.images, store, check_images)
         steps.append(step)
     if header is None:
         raise TrajectoryError(f"{p}:1: no header line (the file holds only a cut-off first line)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,14 @@ def test_sharegpt_record_is_what_llamafactory_reads(traj: Trajectory, tmp_path: 
     assert llamafactory_problems(record) == []
     assert record["conversations"][0]["value"] == "<image>" + QUESTION
     call = record["conversations"][1]["value"]
-    assert call.startswith("<think>The sign is small; crop it.</think>\n")
-    assert json.loads(call.split("</think>\n", 1)[1])["name"] == "code"
+    # LLaMA-Factory's qwen3_vl template: thought words '<think>\n' '\n</think>\n\n', tool-call words
+    # '<tool_call>' '</tool_call>'; its function formatter takes the first <tool_call>...</tool_call>
+    # (non-greedy) and json.loads it: every call needs "name" and "arguments"
+    assert call.startswith("<think>\nThe sign is small; crop it.\n</think>\n\n<tool_call>")
+    inner = re.search(r"<tool_call>(.*?)</tool_call>", call, re.DOTALL).group(1)
+    assert json.loads(inner) == {"name": "code", "arguments": traj.steps[0].calls[0].arguments}
+    assert call.replace(re.search(r"<tool_call>(.*?)</tool_call>", call, re.DOTALL).group(0), "") == \
+        "<think>\nThe sign is small; crop it.\n</think>\n\n"
     # images in placeholder order: input, crop, two search thumbnails; relative to the file's folder
     expected = [im.sha256 for im in traj.all_images()]
     assert [Path(p).stem for p in record["images"]] == expected
@@ -295,3 +302,54 @@ def test_hosted_observations_as_plain_numbered_text(tmp_path: Path) -> None:
     assert tool.call.name == "text_search" and tool.call.arguments == {"queries": ["Pont Neuf architect"]}
     assert tool.observation.text == "1. Pont Neuf - Wikipedia\n2. Émile Garnier, architect"
     assert back.end.answer == "Émile Garnier" and back.warnings == []
+
+
+# --- LLaMA-Factory's own demo data (the shapes of its data/mllm_demo.json and glaive_toolcall_en_demo.json) ---
+
+
+def test_import_a_multi_turn_chat_with_an_image_in_a_later_user_turn(tmp_path: Path) -> None:
+    """mllm_demo.json: role/content messages, one image per user turn; the whole file used to abort."""
+    make_png_pair = [tmp_path / "mllm_demo_data" / f"{k}.png" for k in (1, 2)]
+    from trajectory_support import make_png
+
+    for k, p in enumerate(make_png_pair):
+        make_png(p, (50 * k, 80, 80))
+    record = {"messages": [{"content": "<image>Who are they?", "role": "user"},
+                           {"content": "They're Kane and Gretzka from Bayern Munich.", "role": "assistant"},
+                           {"content": "What are they doing?<image>", "role": "user"},
+                           {"content": "They are celebrating on the soccer field.", "role": "assistant"}],
+              "images": ["mllm_demo_data/1.png", "mllm_demo_data/2.png"]}
+    (tmp_path / "mllm_demo.json").write_text(json.dumps([record]), encoding="utf-8")
+    (path,) = import_file(tmp_path / "mllm_demo.json", tmp_path / "out")
+    t = read(path)
+    assert [s.type for s in t.steps] == ["model", "note", "model"]
+    later = t.steps[1]
+    assert later.reason == "user" and later.text == "What are they doing?"
+    assert [im.path.read_bytes() for im in later.images] == [make_png_pair[1].read_bytes()]
+    msgs = t.context_at(2)
+    assert msgs[-1]["role"] == "user" and msgs[-1]["content"][0]["type"] == "image"
+    again = to_sharegpt(t, root=tmp_path)
+    assert llamafactory_problems(again) == [] and again["conversations"][2]["value"] == "<image>What are they doing?"
+
+
+def test_import_a_tool_calling_chat_keeps_its_tools_and_system_prompt(tmp_path: Path) -> None:
+    """glaive_toolcall_en_demo.json: a tools column (a JSON string of function specs), calls as bare JSON."""
+    spec = {"name": "search_recipes", "description": "Search for recipes based on ingredients",
+            "parameters": {"type": "object", "properties": {"ingredients": {"type": "array",
+                                                                            "items": {"type": "string"}}},
+                           "required": ["ingredients"]}}
+    record = {"conversations": [
+        {"from": "human", "value": "I have chicken and broccoli. What can I make?"},
+        {"from": "function_call", "value": json.dumps({"name": "search_recipes",
+                                                       "arguments": {"ingredients": ["chicken", "broccoli"]}})},
+        {"from": "observation", "value": json.dumps({"recipes": [{"name": "Chicken Broccoli Stir Fry"}]})},
+        {"from": "gpt", "value": "You could make a chicken and broccoli stir fry."}],
+        "system": "You are a cooking assistant.", "tools": json.dumps([spec])}
+    t = from_sharegpt(record, tmp_path / "glaive.jsonl")
+    assert t.header.system_prompt == "You are a cooking assistant."
+    (tool,) = t.header.tools
+    assert tool["name"] == "search_recipes" and tool["parameters"] == spec["parameters"]
+    assert t.steps[0].calls[0].arguments == {"ingredients": ["chicken", "broccoli"]}
+    again = to_sharegpt(t)
+    assert json.loads(again["tools"]) == [spec] and again["system"] == "You are a cooking assistant."
+    assert llamafactory_problems(again) == []

@@ -129,7 +129,8 @@ def image_problems(traj: Trajectory) -> list[str]:
     from PIL import Image as PILImage
 
     where: list[tuple[str, Any]] = [("input", im) for im in traj.header.images]
-    where += [(f"step {s.index}", im) for s in traj.steps if isinstance(s, ToolStep) for im in s.observation.images]
+    where += [(f"step {s.index}", im) for s in traj.steps
+              for im in (s.observation.images if isinstance(s, ToolStep) else s.images if isinstance(s, NoteStep) else [])]
     problems, seen = [], set()
     for place, im in where:
         if (place, im.sha256) in seen:

@@ -215,5 +215,5 @@ class PlanDialect(Dialect):
             elif isinstance(step, ToolStep):
                 ctx.user(self.render_observation(step.call, step.observation))
             elif isinstance(step, NoteStep):
-                ctx.note(step.text)
+                ctx.note(step.text, step.reason, step.images)
         return ctx.messages

@@ -74,5 +74,5 @@ class R1V4Dialect(Dialect):
             elif isinstance(step, ToolStep):
                 ctx.tool(step.call, self.render_observation(step.call, step.observation))
             elif isinstance(step, NoteStep):
-                ctx.note(step.text)
+                ctx.note(step.text, step.reason, step.images)
         return ctx.messages

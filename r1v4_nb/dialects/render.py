@@ -84,10 +84,14 @@ class Context:
         else:
             self.messages.append({"role": "user", "content": _merged(parts)})
 
-    def note(self, text: str) -> None:
-        """A note to the model (a budget warning). A system message is not a new user query, so real
-        templates keep the reasoning of the turns before it."""
-        self.messages.append({"role": "system", "content": [text_part(text)]})
+    def note(self, text: str, reason: str = "", images: Sequence[Image] = ()) -> None:
+        """A note to the model (a budget warning) as a system message: that is not a new user query, so
+        real templates keep the reasoning of the turns before it. A later user turn (reason `user`, an
+        imported chat) is a user message with its images."""
+        if reason == "user" or images:
+            self.user([*(image_part(im) for im in images), text_part(text)])
+        else:
+            self.messages.append({"role": "system", "content": [text_part(text)]})
 
 
 def _merged(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

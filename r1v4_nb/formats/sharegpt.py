@@ -4,16 +4,21 @@ A record is what LLaMA-Factory's `sharegpt` formatting reads::
 
     {"id": ..., "dialect": "r1v4", "mode": "general", "system": "...",
      "conversations": [{"from": "human", "value": "<image>question"},
-                       {"from": "function_call", "value": "<think>...</think>\\n{\\"name\\": ..., ...}"},
+                       {"from": "function_call", "value": "<think>\\n...\\n</think>\\n\\n<tool_call>{...}</tool_call>"},
                        {"from": "observation", "value": "result text<image>"},
                        {"from": "gpt", "value": "<think>...</think><answer>...</answer>"}],
      "images": ["run.images/ab12....png", ...]}
 
 - human: the input images as `<image>` placeholders, then the question. A note
-  (budget notice, a person's edit) that follows a model turn is a human turn too.
+  (budget notice, a person's edit) that follows a model turn is a human turn too;
+  a later user turn of a chat (a note of reason `user`) carries its own images.
 - function_call: a model turn that calls tools, in the shape LLaMA-Factory's
-  function formatter parses: its thinking in `<think>` tags, then the call as
-  JSON (a list for several calls).
+  function formatter parses (its Qwen templates): the thinking in its thought
+  words `<think>\\n...\\n</think>\\n\\n`, then the call as JSON inside one
+  `<tool_call>...</tool_call>` (a list for several calls), `</` inside strings
+  written `<\\/` so its non-greedy match cannot end inside code.
+- tools: the header's tool specs that carry parameters, as LLaMA-Factory's
+  `tools` column (a JSON string); imported back into the header.
 - observation: the tool result text the model saw (with `Error: ...` when the
   call failed), then one `<image>` per image it returned. Results of several
   calls in one turn are joined by `</tool_response>` / `<tool_response>` lines,
@@ -57,6 +62,7 @@ ASSISTANT_SIDE = ("gpt", "function_call")
 # role names of the OpenAI-style variant (role/content) that LLaMA-Factory also reads
 _ROLE_ALIASES = {"user": "human", "assistant": "gpt", "tool": "observation", "function": "function_call"}
 _THINK = re.compile(r"<think>(.*)</think>", re.DOTALL)
+_TOOL_CALL = re.compile(r"<tool_call>(.*)</tool_call>", re.DOTALL)
 
 
 def to_sharegpt(traj: Trajectory, root: str | Path | None = None) -> dict[str, Any]:
@@ -87,13 +93,18 @@ def to_sharegpt(traj: Trajectory, root: str | Path | None = None) -> dict[str, A
         elif isinstance(s, ToolStep):  # a result without its call before it: kept, though unusual
             conv.append(_observation([s], placeholders))
         elif isinstance(s, NoteStep):
+            text = placeholders(s.images) + _escape(s.text)
             if conv[-1]["from"] in USER_SIDE:
-                conv[-1]["value"] += "\n\n" + _escape(s.text)
-                conv[-1].setdefault("notes", []).append(_escape(s.text))
+                conv[-1]["value"] += "\n\n" + text
+                conv[-1].setdefault("notes", []).append(text)
             else:
-                conv.append({"from": "human", "value": _escape(s.text)})
-    return {"id": h.id, "dialect": h.dialect, "mode": h.mode, "system": h.system_prompt,
-            "conversations": conv, "images": images}
+                conv.append({"from": "human", "value": text})
+    record = {"id": h.id, "dialect": h.dialect, "mode": h.mode, "system": h.system_prompt,
+              "conversations": conv, "images": images}
+    specs = [{k: t[k] for k in ("name", "description", "parameters") if k in t} for t in h.tools if t.get("parameters")]
+    if specs:
+        record["tools"] = json.dumps(specs, ensure_ascii=False)  # LLaMA-Factory's tools column: a JSON string
+    return record
 
 
 def llamafactory_problems(record: dict[str, Any]) -> list[str]:
@@ -110,7 +121,28 @@ def llamafactory_problems(record: dict[str, Any]) -> list[str]:
     count = sum(str(m.get("value", "")).count(IMAGE) for m in conv)
     if count != len(record.get("images") or []):
         problems.append(f"{count} <image> placeholders but {len(record.get('images') or [])} images")
+    for n, msg in enumerate(conv):
+        if msg.get("from") == "function_call" and (why := _function_problem(str(msg.get("value", "")))):
+            problems.append(f"message {n}: {why}")
     return problems
+
+
+def _function_problem(value: str) -> str:
+    """Why LLaMA-Factory's function formatter (Qwen templates) would fail on a function_call value ('' if not).
+
+    It takes the first `<tool_call>(.*?)</tool_call>` (else the value without its `<think>\\n...\\n</think>\\n\\n`)
+    and json.loads it: a call object or a list of them, each with "name" and "arguments".
+    """
+    m = re.search(r"<tool_call>(.*?)</tool_call>", value, re.DOTALL)
+    body = m.group(1) if m else re.sub(r"<think>\n(.*?)\n</think>\n\n", "", value, count=1, flags=re.DOTALL)
+    try:
+        calls = json.loads(body)
+    except json.JSONDecodeError:
+        return "Invalid JSON format in function message (LLaMA-Factory's error)"
+    calls = calls if isinstance(calls, list) else [calls]
+    if not all(isinstance(c, dict) and "name" in c and "arguments" in c for c in calls):
+        return 'a function call needs "name" and "arguments"'
+    return ""
 
 
 def from_sharegpt(record: dict[str, Any], out: str | Path, base: str | Path | None = None,
@@ -156,20 +188,43 @@ def from_sharegpt(record: dict[str, Any], out: str | Path, base: str | Path | No
                 steps.append(_tool_step(len(steps), part, call, errors[k] if k < len(errors) else "", pool))
             pending = []
             _add_notes(steps, notes)
-        else:  # a human message after the question: a note
+        else:  # a human message after the question: a later user turn, with its images
             value, notes = _split_notes(msg)
-            _add_notes(steps, [value, *notes])
+            turn = [pool.take(Provenance("input")) for _ in range(value.count(IMAGE))]
+            steps.append(NoteStep(len(steps), value.replace(IMAGE, ""), "user", turn))
+            _add_notes(steps, notes)
             pending = []
     pool.check_used()
     question = question_text.replace(IMAGE, "")
     used = sorted({s.call.name for s in steps if isinstance(s, ToolStep) and s.call.name})
+    specs = _tool_specs(record.get("tools"))
+    tools = specs + [{"name": n, "settings": {}} for n in used if n not in {t["name"] for t in specs}]
     header = Header(question=question, images=inputs, model={"name": str(record.get("model") or "unknown")},
                     dialect=d.name, mode=mode or str(record.get("mode") or "general"), system_prompt=system,
-                    tools=[{"name": n, "settings": {}} for n in used],
+                    tools=tools,
                     meta={"imported_from": "sharegpt"}, id=str(record.get("id") or new_id()))
     answer = next((s.answer for s in reversed(steps) if isinstance(s, ModelStep) and s.answer is not None), None)
     end = End("answered" if answer is not None else "no_answer", answer)
     return read(write(out, Trajectory(header, steps, end)))
+
+
+def _tool_specs(tools: Any) -> list[dict[str, Any]]:
+    """LLaMA-Factory's `tools` column (a JSON string or a list of function specs) as header tool entries."""
+    if isinstance(tools, str):
+        if not tools.strip():
+            return []
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"the record's 'tools' is not JSON ({exc.msg}); give a list of function specs") from None
+    if not isinstance(tools, list):
+        return []
+    out = []
+    for t in tools:
+        spec = t.get("function", t) if isinstance(t, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            out.append({**{k: spec[k] for k in ("name", "description", "parameters") if k in spec}, "settings": {}})
+    return out
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
@@ -215,11 +270,16 @@ def _escape(text: str) -> str:
 
 
 def _call_value(step: ModelStep) -> str:
+    """A tool-calling turn as LLaMA-Factory's function formatter reads it: the thinking in its thought words
+    (`<think>\\n...\\n</think>\\n\\n`), then the call(s) as JSON inside one `<tool_call>` (its tool-call
+    words; a list for several calls). Its formatter re-renders the call in the template's own shape."""
     thinks = [s.text for s in step.segments if s.kind == "think"]
     calls = [{"name": c.name, "arguments": c.arguments} for c in step.calls]
-    body = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
-    prefix = f"<think>{chr(10).join(thinks)}</think>\n" if thinks else ""
-    return _escape(prefix + body)
+    # "</" only occurs inside JSON strings; written "<\\/" (the same string) so that the formatter's
+    # non-greedy <tool_call>(.*?)</tool_call> cannot end inside the code of a call
+    body = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False).replace("</", "<\\/")
+    prefix = f"<think>\n{chr(10).join(thinks)}\n</think>\n\n" if thinks else ""
+    return _escape(f"{prefix}<tool_call>{body}</tool_call>")
 
 
 def _observation(results: Sequence[ToolStep], placeholders: Any) -> dict[str, Any]:
@@ -267,7 +327,9 @@ def _parse_call_value(value: str) -> tuple[str, list[tuple[str, dict[str, Any]]]
     """(thinking, [(name, arguments)]) of a function_call value in LLaMA-Factory's shape, or None."""
     m = _THINK.search(value)
     think = m.group(1).strip() if m else ""
-    rest = value.replace(m.group(0), "") if m else value
+    rest = (value.replace(m.group(0), "") if m else value).strip()
+    wrapped = _TOOL_CALL.fullmatch(rest)
+    rest = wrapped.group(1) if wrapped else rest
     try:
         obj = json.loads(rest)
     except json.JSONDecodeError:
