@@ -636,3 +636,50 @@ def test_an_image_in_a_python_variable_is_captioned_with_its_name(session, shell
     shell.user_ns["street"] = PILImage.new("RGB", (20, 10), (3, 4, 5))
     resolved = api.resolve_image(shell.user_ns["street"], None, api._image_names([shell.user_ns["street"]], None)[0])
     assert resolved.provenance.name == "street.png"
+
+
+def test_thumbnails_are_kept_on_disk_by_hash_for_the_next_process(tmp_path, monkeypatch):
+    from r1v4_nb.ui import render
+
+    monkeypatch.setenv("R1V4_CACHE", str(tmp_path / "cache"))
+    im = input_image(_png(tmp_path / "src" / "wide.png", (10, 120, 200), (900, 300)))
+    monkeypatch.setattr(render, "_thumbs", {})
+    url = render.thumbnail_url(im, 160)
+    kept = list((tmp_path / "cache" / "thumbs").rglob(f"{im.sha256}-160.*"))
+    assert url.startswith("data:image/jpeg;base64,") and len(kept) == 1
+    monkeypatch.setattr(render, "_thumbs", {})  # a new process: nothing in memory
+    decoded: list[str] = []
+
+    def no_decoding(self):
+        decoded.append(self.sha256)
+        raise OSError("the image file is gone")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    assert render.thumbnail_url(im, 160) == url and decoded == []
+    assert render.thumbnail_url(im, 80) == "" and decoded == [im.sha256]  # another size is not on disk
+
+
+def test_finished_cards_render_once_and_a_replay_renders_nothing_before_its_view(tmp_path, monkeypatch):
+    from r1v4_nb.ui import render
+
+    monkeypatch.setenv("R1V4_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(render, "_cards", type(render._cards)())
+    path = hostile_run(tmp_path)
+    calls: list[int] = []
+    inner = render._render_card
+    monkeypatch.setattr(render, "_render_card", lambda card, c, images: calls.append(c) or inner(card, c, images))
+    state = RunState.from_trajectory(read(path))
+    assert calls == []  # no listener yet: nothing rendered for nobody
+    first = render_run(state)
+    rendered = len(calls)
+    assert rendered == len(state.cards)
+    assert render_run(state) == first and len(calls) == rendered  # the finished cards' HTML is reused
+    # a card whose image is not known yet is not served from the cache once the image is there
+    card = {"type": "tool", "index": 99, "name": "code", "arguments": {}, "error": None, "done": True,
+            "elapsed": 0.1, "obs": {"text": "x", "error": None, "data": {}, "limits": [],
+                                    "images": [{"sha": "a" * 64, "w": 4, "h": 4, "kind": "code"}]}}
+    empty = render.render_card(card, 7, {})
+    im = input_image(_png(tmp_path / "src" / "four.png", (1, 2, 3), (4, 4)))
+    card["obs"]["images"][0]["sha"] = "a" * 64
+    with_image = render.render_card(card, 7, {"a" * 64: im})
+    assert "data:image" not in empty and "data:image" in with_image

@@ -149,7 +149,8 @@ class RunState:
         if not segs or segs[-1]["closed"] or segs[-1]["kind"] != ev.kind:
             segs.append({"kind": ev.kind, "text": "", "closed": False})
             s = len(segs) - 1
-            self._emit(["s", c, s, self._seg_html(card, s)])
+            if self.listener is not None:
+                self._emit(["s", c, s, self._seg_html(card, s)])
         s = len(segs) - 1
         seg = segs[s]
         if ev.kind == "tool_call":
@@ -176,7 +177,8 @@ class RunState:
         else:
             segs.append(final)
             s = len(segs) - 1
-        self._emit(["s", c, s, self._seg_html(card, s)])
+        if self.listener is not None:
+            self._emit(["s", c, s, self._seg_html(card, s)])
 
     def _on_turn_finished(self, ev: TurnFinished) -> None:
         step = ev.step
@@ -188,10 +190,8 @@ class RunState:
         self.tokens_out += step.tokens_out
         self.tokens_in += step.tokens_in
         self.streamed = 0
-        if same:
-            self._emit(["f", c, self._footer_html(card)])
-        else:
-            self._emit(["c", c, self._card_html(c)])
+        if self.listener is not None:
+            self._emit(["f", c, self._footer_html(card)] if same else ["c", c, self._card_html(c)])
         self._header()
 
     def _on_tool_started(self, ev: ToolStarted) -> None:
@@ -246,7 +246,8 @@ class RunState:
         c = len(self.cards) - 1
         if "index" in card and card["type"] in ("model", "tool", "note"):
             self._by_step[card["index"]] = c
-        self._emit(["c", c, self._card_html(c)])
+        if self.listener is not None:
+            self._emit(["c", c, self._card_html(c)])
         return c
 
     def _set(self, index: int, card: dict[str, Any]) -> None:
@@ -254,12 +255,15 @@ class RunState:
         if index in self._by_step:
             c = self._by_step[index]
             self.cards[c] = card
-            self._emit(["c", c, self._card_html(c)])
+            if self.listener is not None:
+                self._emit(["c", c, self._card_html(c)])
         else:
             self._add(card)
         self._header()
 
     def _emit(self, op: Op) -> None:
+        # Callers render HTML for an op only when there is a listener: a replay builds its cards with
+        # none (the view then sends them all at once), and rendering each card for nobody doubled its cost.
         if self.listener is not None:
             self.listener(op)
 

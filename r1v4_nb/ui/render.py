@@ -9,13 +9,18 @@ http(s) URLs; images are thumbnails we encode ourselves as data: URLs.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
+import os
 import re
 import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from ..images import Image
+from ..paths import cache_root
 from .highlight import highlight_python
 from .sanitize import esc, link
 
@@ -26,6 +31,10 @@ MAX_TEXT = 6000  # characters of tool output or page text shown in a card before
 
 _thumbs: dict[tuple[str, int], str] = {}
 _thumb_lock = threading.Lock()
+_THUMB_FORMAT = 1  # bump when thumbnails are made differently: old files on disk are then not read
+_cards: OrderedDict[tuple[int, str], str] = OrderedDict()  # finished cards' HTML, by position and content
+_CARDS_KEPT = 4096
+_SHA = re.compile(r'"sha": "([0-9a-f]{64})"')
 _PLACEHOLDER = re.compile(r"\[[^\[\]\n]{1,80}? from [Ss]tep \d+\]")
 _STATUS = {"waiting", "running", "answered", "no_answer", "budget", "cancelled", "error", "unfinished"}
 
@@ -128,26 +137,54 @@ DEAD_WIDGET_CSS = (".jp-OutputArea-child:has(> .jupyter-widgets:not(:has(*))):ha
 
 # -- images ---------------------------------------------------------------------------------------------
 
-def thumbnail_url(im: Image, side: int = THUMB_SIDE) -> str:
-    """A data: URL of the image scaled to fit `side` pixels (cached per image and size)."""
-    key = (im.sha256, side)
-    with _thumb_lock:
-        if key in _thumbs:
-            return _thumbs[key]
+def _thumb_dir() -> Path:
+    """Where encoded thumbnails are kept between processes, named by the image's hash and the size."""
+    return cache_root() / "thumbs" / f"v{_THUMB_FORMAT}"
+
+
+def _thumb_bytes(im: Image, side: int) -> tuple[str, bytes] | None:
+    """(mime, encoded thumbnail): from the disk cache, else made from the image file and kept there."""
+    stem = _thumb_dir() / im.sha256[:2] / f"{im.sha256}-{side}"
+    for ext, mime in ((".jpg", "image/jpeg"), (".png", "image/png")):
+        try:
+            return mime, stem.with_suffix(ext).read_bytes()
+        except OSError:
+            continue
     try:
         pil = im.open()
     except (OSError, ValueError):
-        return ""
+        return None
     if max(pil.size) > side:
         pil.thumbnail((side, side))
     buf = io.BytesIO()
     if pil.mode in ("RGBA", "LA", "P"):
         pil.save(buf, format="PNG", optimize=True)
-        mime = "image/png"
+        mime, ext = "image/png", ".png"
     else:
         pil.convert("RGB").save(buf, format="JPEG", quality=82)
-        mime = "image/jpeg"
-    url = f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+        mime, ext = "image/jpeg", ".jpg"
+    data = buf.getvalue()
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tmp = stem.with_name(f"{stem.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, stem.with_suffix(ext))
+    except OSError:
+        pass  # a read-only cache only costs the next process the encoding again
+    return mime, data
+
+
+def thumbnail_url(im: Image, side: int = THUMB_SIDE) -> str:
+    """A data: URL of the image scaled to fit `side` pixels, cached per image and size in memory and on
+    disk (`$R1V4_CACHE/thumbs`), so a replay in a fresh kernel does not decode and resize every image again."""
+    key = (im.sha256, side)
+    with _thumb_lock:
+        if key in _thumbs:
+            return _thumbs[key]
+    made = _thumb_bytes(im, side)
+    if made is None:
+        return ""
+    url = f"data:{made[0]};base64,{base64.b64encode(made[1]).decode('ascii')}"
     with _thumb_lock:
         _thumbs[key] = url
     return url
@@ -316,7 +353,28 @@ def render_footer(card: dict[str, Any]) -> str:
 
 
 def render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
-    """One card (question, model turn, tool call, note, error, end) as HTML."""
+    """One card (question, model turn, tool call, note, error, end) as HTML. A finished card's HTML is
+    kept (keyed by its position and content; the images it shows are named by hash), so the widget's
+    reset, the static snapshot and a second view of the same run render it once."""
+    if card.get("done", True) is not True:
+        return _render_card(card, c, images)
+    text = json.dumps(card, sort_keys=True, default=str)
+    shown = "".join("1" if sha in images else "0" for sha in _SHA.findall(text))  # a missing image draws nothing
+    key = (c, hashlib.sha1(f"{text}{shown}".encode()).hexdigest())
+    with _thumb_lock:
+        html = _cards.get(key)
+        if html is not None:
+            _cards.move_to_end(key)
+            return html
+    html = _render_card(card, c, images)
+    with _thumb_lock:
+        _cards[key] = html
+        while len(_cards) > _CARDS_KEPT:
+            _cards.popitem(last=False)
+    return html
+
+
+def _render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
     kind = card.get("type")
     body = _RENDERERS.get(kind, _render_unknown)(card, images)
     if card.get("edited"):  # the step a branch was forked at, with the text a person gave it
