@@ -5,8 +5,10 @@ model on them in one or more modes; `score_answer` decides correctness; `report`
 run folder into figures. Everything here is importable without torch.
 """
 
+from .rescore import rescore
+from .runner import EvalRun, read_results, run
 from .scoring import Judge, Score, extract_choice, score_answer
 from .tasks import Task, TaskError, TaskSet, load_tasks, write_tasks
 
-__all__ = ["Judge", "Score", "Task", "TaskError", "TaskSet", "extract_choice", "load_tasks", "score_answer",
-           "write_tasks"]
+__all__ = ["EvalRun", "Judge", "Score", "Task", "TaskError", "TaskSet", "extract_choice", "load_tasks",
+           "read_results", "rescore", "run", "score_answer", "write_tasks"]

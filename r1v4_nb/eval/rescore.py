@@ -17,12 +17,15 @@ from typing import Any
 from ..errors import R1V4Error, UsageError
 from .runner import EVAL_MODES, MANIFEST, RESULTS, EvalRun, item_record, read_results, tasks_digest
 from .scoring import Judge, describe_scorer, score_answer
-from .tasks import load_tasks
+from .tasks import TaskSet, load_tasks
 
 
-def rescore(source: str | Path, *, tasks: str | Path | None = None, scorer: str = "auto", judge: Judge | None = None,
+def rescore(source: str | Path, *, tasks: Any = None, scorer: str = "auto", judge: Judge | None = None,
             out: str | Path | None = None, skip_bad: bool = False) -> EvalRun:
-    """Re-score a run folder (in place unless `out`), or score a folder of foreign trajectories into `out`."""
+    """Re-score a run folder (in place unless `out`), or score a folder of foreign trajectories into `out`.
+
+    `tasks` is a task file or a list of Task objects (default: the run's own task file).
+    """
     from ..trajectory import atomic_write_text, read
     from .report import build_report, write_report
 
@@ -43,7 +46,9 @@ def rescore(source: str | Path, *, tasks: str | Path | None = None, scorer: str 
         if out is None:
             raise UsageError("scoring a folder of foreign trajectories writes a new run folder: pass --out OUT")
         task_file, manifest = tasks, {}
-    taskset = load_tasks(task_file, skip_bad=skip_bad)
+    taskset = task_file if isinstance(task_file, TaskSet) else (
+        load_tasks(task_file, skip_bad=skip_bad) if isinstance(task_file, (str, Path))
+        else TaskSet(list(task_file), Path("(given tasks)"), "objects"))
     by_id = taskset.by_id()
     out_dir = Path(out) if out is not None else src
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,7 @@ def rescore(source: str | Path, *, tasks: str | Path | None = None, scorer: str 
         manifest = {"format": "r1v4-eval-run", "version": 1, "source": str(src),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "modes": sorted({r["mode"] for r in records}), "model": {"name": f"trajectories in {src}"},
-                    "seed": None, "tasks": {"file": str(task_file), "count": len(taskset),
+                    "seed": None, "tasks": {"file": str(taskset.source), "count": len(taskset),
                                             "skipped": list(taskset.skipped)}}
     _check_duplicates(records)
     manifest = {**manifest, "scorer": describe_scorer(scorer, judge), "tasks_digest": tasks_digest(list(taskset)),

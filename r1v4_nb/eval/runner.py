@@ -319,6 +319,13 @@ def run(
         "command": command,
         "python": sys.version.split()[0],
     }
+    if taskset is None:  # tasks given as objects: keep them with the run, so a re-score can find them
+        from .tasks import write_tasks
+
+        manifest["tasks"]["file"] = str(out_dir / "tasks.jsonl")
+        if not (resume and (out_dir / "tasks.jsonl").is_file()):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_tasks(out_dir / "tasks.jsonl", task_list)
     done = _prepare_folder(out_dir, manifest, resume)
     todo = [(t, m) for m in settings.modes for t in task_list if (t.id, m) not in done]
     bar = _progress(progress)
