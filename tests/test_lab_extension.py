@@ -233,6 +233,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     w.finish(End("cancelled", None, 0.2))
     _run(runs / "20260101-000000-abcdef12.jsonl", End("budget"), 2, question="An older run, named by its id")
     _run(runs / "broke.r1v4.jsonl", End("error", error="the model server went away"), 1, question="It broke")
+    stale = _run(runs / "stale.r1v4.jsonl", None, 2, question="A run that crashed an hour ago")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     hostile = hostile_run(base / "h")
     traj = read(hostile)
     traj.header.question = "Hostile: " + SVG_CSS + traj.header.question
@@ -404,7 +406,8 @@ def test_runs_panel_lists_sorts_filters_and_opens(page, lab):
     shown = {r.get_attribute("data-path"): r.get_attribute("data-status") for r in rows.all()}
     assert shown == {"runs/demo.r1v4.jsonl": "answered", "runs/demo-branch.r1v4.jsonl": "cancelled",
                      "runs/20260101-000000-abcdef12.jsonl": "budget", "runs/broke.r1v4.jsonl": "error",
-                     "runs/hostile.r1v4.jsonl": "answered", "runs/live.r1v4.jsonl": "answered"}  # not the link out
+                     "runs/hostile.r1v4.jsonl": "answered", "runs/live.r1v4.jsonl": "answered",
+                     "runs/stale.r1v4.jsonl": "unfinished"}  # and not the link out of the root
     order = [r.get_attribute("data-path") for r in rows.all()]
     assert order[order.index("runs/demo.r1v4.jsonl") + 1] == "runs/demo-branch.r1v4.jsonl"  # beside its parent
     branch = panel.locator(".r1v4-runs-row[data-path='runs/demo-branch.r1v4.jsonl']")
@@ -424,6 +427,11 @@ def test_runs_panel_lists_sorts_filters_and_opens(page, lab):
     assert [r.get_attribute("data-path") for r in rows.all()] == ["runs/20260101-000000-abcdef12.jsonl"]
     rows.first.click()  # an old-style name opens in the viewer too
     _wait_frame(page, "doc.querySelector('.r1v4-end') && doc.querySelector('.r1v4-status').textContent === 'budget'")
+    panel.locator(".r1v4-runs-filter").fill("crashed")
+    rows.first.click()  # no end record and no growth: shown, and not followed
+    page.wait_for_function(f"() => document.querySelector('{VIEWER} .r1v4-viewer-state')?.textContent"
+                           ".startsWith('stopped following: the file has not grown')", timeout=30_000)
+    assert _in_frame(page, "doc.querySelectorAll('.r1v4-run > .r1v4-card').length") == 3
     panel.locator(".r1v4-runs-filter").fill("")
 
 

@@ -27,6 +27,7 @@ export interface ICards {
   done: boolean;
   size: number;
   mtime: number;
+  idle_limit_s: number;
   warnings: string[];
 }
 

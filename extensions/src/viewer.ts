@@ -15,8 +15,6 @@ import { cardsSince, imageBlob, trajectoryPage } from './api';
  */
 export const SANDBOX = 'allow-same-origin allow-popups allow-popups-to-escape-sandbox';
 const POLL_MS = 1000;
-/** A run without an end record whose file has not grown for this long is no longer followed. */
-export const IDLE_MS = 60000;
 
 export class TrajectoryView extends Widget {
   constructor(path: string) {
@@ -59,8 +57,6 @@ export class TrajectoryView extends Widget {
     this._loaded = new Promise(resolve => (this._resolveLoad = resolve));
     this.frame.srcdoc = page;
     await this._loaded;
-    this._lastChange = Date.now();
-    this._lastSize = -1;
     this._following = true;
     await this._poll();
   }
@@ -130,10 +126,6 @@ export class TrajectoryView extends Widget {
     if (data.cards.length && atBottom && since > 0) {
       scroller.scrollTop = scroller.scrollHeight;
     }
-    if (data.size !== this._lastSize) {
-      this._lastSize = data.size;
-      this._lastChange = Date.now();
-    }
     const steps = run.querySelectorAll(
       ':scope > .r1v4-model, :scope > .r1v4-tool, :scope > .r1v4-note'
     ).length;
@@ -143,9 +135,10 @@ export class TrajectoryView extends Widget {
       this._state.className = 'r1v4-viewer-state r1v4-follow-done';
       return;
     }
-    if (Date.now() - this._lastChange > IDLE_MS) {
+    if (data.status !== 'running') {
+      // the server's rule, the same as the runs panel's: no end record and no growth for idle_limit_s
       this._following = false;
-      this._state.textContent = `stopped following: the file has not grown for ${IDLE_MS / 1000} s (${steps} steps, no end record)`;
+      this._state.textContent = `stopped following: the file has not grown for ${data.idle_limit_s} s (${steps} steps, no end record)`;
       this._state.className = 'r1v4-viewer-state r1v4-follow-idle';
       return;
     }
@@ -207,8 +200,6 @@ export class TrajectoryView extends Widget {
   private _again: HTMLButtonElement;
   private _timer: number | null = null;
   private _following = false;
-  private _lastSize = -1;
-  private _lastChange = 0;
   private _loaded: Promise<void> = Promise.resolve();
   private _resolveLoad: (() => void) | null = null;
 }

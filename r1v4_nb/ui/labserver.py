@@ -190,7 +190,11 @@ def render_page(path: Path, root: Path) -> str:
 
 
 def render_since(path: Path, root: Path, since: int) -> dict[str, Any]:
-    """Cards `since`.. as HTML, the header, and whether the run is over: one poll of the live viewer."""
+    """Cards `since`.. as HTML, the header, and whether the run is over: one poll of the live viewer.
+
+    `status` is "running" while the file has no end record and grew in the last RUNNING_WINDOW_S seconds;
+    the viewer stops following at the end record or when the status says the file stopped growing.
+    """
     from .render import render_card
 
     st = path.stat()
@@ -200,7 +204,7 @@ def render_since(path: Path, root: Path, since: int) -> dict[str, Any]:
     return {"count": len(state.cards), "since": since,
             "cards": [render_card(card, c, state.images) for c, card in enumerate(state.cards) if c >= since],
             "header": state.header_html(live=False), "status": state.status, "done": traj.end is not None,
-            "size": st.st_size, "mtime": st.st_mtime, "warnings": traj.warnings}
+            "size": st.st_size, "mtime": st.st_mtime, "idle_limit_s": RUNNING_WINDOW_S, "warnings": traj.warnings}
 
 
 def image_file(path: Path, root: Path, sha: str) -> tuple[Path, str]:
