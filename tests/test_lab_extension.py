@@ -152,7 +152,7 @@ def test_new_runs_are_named_r1v4_jsonl(tmp_path: Path) -> None:
     assert run_file(tmp_path, "x") == tmp_path / "x.r1v4.jsonl"
     assert run_name("a/b.r1v4.jsonl") == "b" and run_name("b.jsonl") == "b"
     fork_events = list(Agent(ScriptedModel(["<answer>no</answer>"]), tools=[]).fork(result.path, 0))
-    forked = Path(fork_events[0].header["path"])
+    forked = Path(fork_events[0].path)
     assert forked.name.startswith(f"{run_name(result.path)}.fork0-") and forked.name.endswith(".r1v4.jsonl")
 
 
