@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from trajectory_support import ANSWER, QUESTION, essence, write_sample
 
-from r1v4_nb.dialects.render import result_text
+from r1v4_nb.dialects.context import result_text
 from r1v4_nb.errors import UsageError
 from r1v4_nb.formats import export, export_text
 from r1v4_nb.formats.hf import to_hf, to_hf_record

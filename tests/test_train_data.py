@@ -6,7 +6,7 @@ import pytest
 from train_support import written
 
 from r1v4_nb.dialects import get_dialect
-from r1v4_nb.dialects.render import completed_text
+from r1v4_nb.dialects.context import completed_text
 from r1v4_nb.messages import chat_text
 from r1v4_nb.records import ModelStep
 from r1v4_nb.train.data import (

@@ -18,11 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import prompts
-from ..records import Observation, ToolCall
-from .base import Parser, image_part, text_part
-from .r1v4 import R1V4Dialect
-from .render import result_text
-from .tags import Tag, TagParser
+from .tagged import TagDialect
+from .tags import Tag
 
 FENCED_TAGS = (
     Tag("think", "think"),
@@ -34,21 +31,15 @@ FENCED_TAGS = (
 )
 
 
-class FencedDialect(R1V4Dialect):
-    """Code in `<code>```python ...```</code>`; messages are built as in R1V4, with another wrapper."""
+class FencedDialect(TagDialect):
+    """Code in `<code>```python ...```</code>`; a result goes back as its text (the wrapper is the template's)."""
 
     name = "fenced"
     stop = ["</code>", "</answer>", "</tool_call>"]
     tags: Sequence[Tag] = FENCED_TAGS
-
-    def parser(self) -> Parser:
-        return TagParser(self.tags)
 
     def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
         specs = prompts.tool_specs(tools)
         others = any(s.get("name") != "code" for s in specs)
         fmt = prompts.FENCED_FORMAT.format(tool_line=prompts.FENCED_TOOL_LINE if others else "")
         return prompts.build_system_prompt(mode, specs, fmt)
-
-    def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
-        return [text_part(result_text(observation)), *(image_part(im) for im in observation.images)]

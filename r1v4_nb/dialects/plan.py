@@ -32,7 +32,7 @@ from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Segment, Step, ToolCall, ToolStep
 from .base import Dialect, Message, Parser, SegmentEvent, text_part
-from .render import Context, result_text
+from .context import Context, result_text
 from .tags import LENIENT_JSON, Tag, TagParser
 
 PLAN_TOOLS = {"image_search": "image_path", "text_search": "query", "web_visit": "url", "none": None}

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import prompts
-from ..images import Image
-from ..records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
-from .base import Dialect, Message, Parser, image_part, text_part
-from .render import Context, completed_text, result_text
-from .tags import Tag, TagParser
+from ..records import Observation, ToolCall
+from .base import image_part, text_part
+from .context import result_text
+from .tagged import TagDialect
+from .tags import Tag
 
 R1V4_TAGS = (
     Tag("think", "think"),
@@ -38,21 +38,13 @@ R1V4_TAGS = (
 )
 
 
-class R1V4Dialect(Dialect):
+class R1V4Dialect(TagDialect):
     """Skywork-R1V4's protocol. See the module docstring."""
 
     name = "r1v4"
     # "<observation>" cuts a model that starts to write a tool result itself.
     stop = ["</tool_call>", "</code>", "<observation>", "</image_search>", "</text_search>"]
     tags: Sequence[Tag] = R1V4_TAGS
-
-    def parser(self) -> Parser:
-        return TagParser(self.tags)
-
-    @property
-    def closers(self) -> dict[str, str]:
-        """Closing tag of each call tag's opener, used to complete a step cut by a stop string."""
-        return {t.opener: t.closer for t in self.tags if t.body in ("json", "code", "args")}
 
     def system_prompt(self, mode: str, tools: Sequence[dict[str, Any]]) -> str:
         specs = prompts.tool_specs(tools)
@@ -64,15 +56,3 @@ class R1V4Dialect(Dialect):
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
         payload = json.dumps({"result": result_text(observation), "type": call.name}, ensure_ascii=False)
         return [text_part(payload), *(image_part(im) for im in observation.images)]
-
-    def build_messages(self, system: str, question: str, images: Sequence[Image],
-                       steps: Sequence[Step]) -> list[Message]:
-        ctx = Context(system, question, images)
-        for step in steps:
-            if isinstance(step, ModelStep):
-                ctx.model(completed_text(step, self.closers))
-            elif isinstance(step, ToolStep):
-                ctx.tool(step.call, self.render_observation(step.call, step.observation))
-            elif isinstance(step, NoteStep):
-                ctx.note(step.text, step.reason, step.images)
-        return ctx.messages

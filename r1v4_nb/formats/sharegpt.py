@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dialects import Dialect
-from ..dialects.render import result_text
+from ..dialects.context import result_text
 from ..errors import UsageError, read_text_file
 from ..images import Image, Provenance
 from ..records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
