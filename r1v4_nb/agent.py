@@ -146,9 +146,9 @@ class Agent:
             model=self.model.describe(),
             dialect=self.dialect.name,
             mode=self.mode,
-            system_prompt=self.system_prompt or self._model_prompt() or self.dialect.system_prompt(
-                self.mode, [t.spec() for t in self.tools.values()]),
-            tools=[{"name": t.name, "settings": t.settings()} for t in self.tools.values()],
+            system_prompt="" if self._hosted else self.system_prompt or self._model_prompt() or
+            self.dialect.system_prompt(self.mode, [t.spec() for t in self.tools.values()]),
+            tools=[] if self._hosted else [{"name": t.name, "settings": t.settings()} for t in self.tools.values()],
             settings={"generation": self.settings.to_json(), "budgets": asdict(self.budgets)},
             meta=dict(meta or {}),
         )
@@ -191,6 +191,11 @@ class Agent:
         assert path is not None and finished is not None
         traj = read(path)
         return RunResult(traj, path, finished.answer, finished.reason)
+
+    @property
+    def _hosted(self) -> bool:
+        """A model that runs its tools itself (the hosted R1V4 API): one request, the transcript is the run."""
+        return bool(getattr(self.model, "runs_tools", False))
 
     def _model_prompt(self) -> str | None:
         """The prompt a model folder ships for this mode (the one it was trained with); "direct" without tools."""
@@ -260,6 +265,8 @@ class Agent:
                     break
                 if final_asked:
                     reason = "budget"
+                    break
+                if self._hosted:  # the server ran the tools and stopped without an answer
                     break
                 if not step.calls:
                     if step.finish_reason == "length":
@@ -375,11 +382,42 @@ class Agent:
         st.usage["prompt_tokens"] += tokens_in
         st.usage["completion_tokens"] += tokens_out
         step = ModelStep(index, raw, parser.segments, tokens_in, tokens_out, time.monotonic() - t0, ttft, finish)
+        if self._hosted:
+            return (yield from self._transcript(st, step))
         for n, call in enumerate(step.calls):
             call.id = call.id or f"call_{index}_{n}"
         st.steps.append(st.writer.write(step))
         yield TurnFinished(step)
         return step
+
+    def _transcript(self, st: _RunState, whole: ModelStep) -> Generator[Event, None, ModelStep]:
+        """A hosted model's reply (calls, the server's observations with their images, the answer) as the
+        steps it holds, through the same code as `r1v4-nb import-api`; the last model step is returned."""
+        from .formats.r1v4_api import transcript_steps
+
+        steps, warnings = transcript_steps(whole.text, st.writer.store.folder, start=len(st.steps))
+        last = whole
+        for n, step in enumerate(steps):
+            if isinstance(step, ModelStep):
+                step.finish_reason = whole.finish_reason if n == len(steps) - 1 else "stop"
+                if n == 0:
+                    step.tokens_in, step.ttft_s = whole.tokens_in, whole.ttft_s
+                if n == len(steps) - 1:
+                    step.tokens_out, step.elapsed_s = whole.tokens_out, whole.elapsed_s
+            written = st.writer.write(step)
+            st.steps.append(written)
+            if isinstance(written, ModelStep):
+                last = written
+                yield TurnFinished(written)
+            elif isinstance(written, ToolStep):
+                st.tool_calls += 1
+                yield ToolStarted(written.index, written.call)
+                yield ToolFinished(written)
+        for w in warnings:
+            note = NoteStep(len(st.steps), f"import: {w}", reason="hosted")
+            st.steps.append(st.writer.write(note))
+            yield NoteAdded(note)
+        return last
 
     @staticmethod
     def _segment_events(index: int, events: list[Any]) -> Iterator[Event]:

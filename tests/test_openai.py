@@ -138,9 +138,8 @@ def test_r1v4_api_preset(fake, monkeypatch):
     with pytest.raises(ModelError, match=r"\$SKYWORK_API_KEY"):
         r1v4_api(endpoint=fake.url)
     monkeypatch.delenv("R1V4_API_BASE", raising=False)
-    with pytest.raises(ModelError, match="R1V4_API_BASE"):
-        r1v4_api()
     monkeypatch.setenv("SKYWORK_API_KEY", "k")
+    assert r1v4_api().endpoint == "https://api.skyworkmodel.ai/api/v1"  # the official scripts' endpoint
     transcript = "<think>x</think><answer>42</answer>"
     fake.script = [(200, [transcript])]
     model = r1v4_api("skywork/r1v4-lite", enable_search=False, endpoint=fake.url)
@@ -203,3 +202,101 @@ def test_missing_usage_is_unknown_not_zero(fake):
     fake.script = [(200, ["a", "b"])]
     _, last = _run(OpenAIModel(endpoint=fake.url, model="m", api_key_env=None), USER)
     assert last.usage is None
+
+
+# --- the hosted R1V4 API: tools run server-side, the reply is the whole transcript ---------------------
+
+
+def _hosted_transcript(tmp_path):
+    import base64
+    import io
+    import textwrap
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.effect_noise((48, 40), 60).convert("RGB").save(buf, format="PNG")
+    png = buf.getvalue()
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(png).decode(), 76))  # as R1V4's parser allows
+    crop = '{"name": "code", "arguments": {"code": "image_1.crop((0, 0, 24, 20)).save(\'c.png\')\\nprint(\'c.png\')"}}'
+    text = (f"<think>\nThe plaque is small; crop it.\n</think>\n\n<tool_call>{crop}</tool_call>\n"
+            f'<observation>{{"result": "c.png", "type": "code"}}\ndata:image/png;base64,{wrapped}\n</observation>\n'
+            '<think>\nSearch the text.\n</think>\n\n<tool_call>{"name": "text_search", "arguments": '
+            '{"queries": ["Pont Neuf plaque"]}}</tool_call>\n'
+            "<observation>1. Pont Neuf de Lorsac - Wikipedia\n2. Émile Garnier, architect</observation>\n"
+            "<think>\nThe architect is Garnier.\n</think>\n\n<answer>Émile Garnier</answer>")
+    return text, png
+
+
+class _Hosted(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append({"path": self.path, "body": body})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        text = self.server.transcript
+        for i in range(0, len(text), 97):  # chunks that cut tags, JSON and base64 lines anywhere
+            chunk = {"choices": [{"index": 0, "delta": {"content": text[i:i + 97]}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], '
+                         b'"usage": {"prompt_tokens": 900, "completion_tokens": 400}}\n\n')
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+@pytest.fixture
+def hosted(tmp_path, monkeypatch):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hosted)
+    srv.requests = []
+    srv.transcript, srv.png = _hosted_transcript(tmp_path)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/api/v1"
+    monkeypatch.setenv("SKYWORK_API_KEY", "k")
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_hosted_run_streams_live_and_keeps_the_servers_observations_and_images(hosted, tmp_path):
+    from PIL import Image as PILImage
+
+    from r1v4_nb.agent import Agent
+    from r1v4_nb.events import TokenDelta, ToolFinished
+    from r1v4_nb.trajectory import read
+
+    photo = tmp_path / "photo.png"
+    PILImage.new("RGB", (48, 40), "grey").save(photo)
+    model = r1v4_api("skywork/r1v4-lite", endpoint=hosted.url)
+    events = list(Agent(model, tools=[], mode="deepresearch", runs_dir=tmp_path).run(
+        "Who designed the bridge?", [photo], out=tmp_path / "run.jsonl"))
+    (req,) = hosted.requests
+    assert req["path"] == "/api/v1/chat/completions"
+    assert "stop" not in req["body"] and req["body"]["enable_search"] is True and req["body"]["stream"]
+    assert [m["role"] for m in req["body"]["messages"]] == ["user"]  # the server has its own prompt
+    assert sum(isinstance(e, TokenDelta) for e in events) > 10  # the transcript streamed into the view
+    assert [e.step.call.name for e in events if isinstance(e, ToolFinished)] == ["code", "text_search"]
+    t = read(tmp_path / "run.jsonl")
+    assert [s.type for s in t.steps] == ["model", "tool", "model", "tool", "model"]
+    (crop,) = t.steps[1].observation.images
+    assert crop.path.read_bytes() == hosted.png and "base64" not in t.steps[1].observation.text
+    assert t.steps[3].observation.text.startswith("1. Pont Neuf de Lorsac")
+    assert t.end.reason == "answered" and t.end.answer == "Émile Garnier"
+    assert t.header.system_prompt == "" and t.header.tools == []
+
+
+def test_the_planner_is_its_own_model_without_enable_search(hosted, monkeypatch):
+    from r1v4_nb.models.loader import load_model
+    from r1v4_nb.models.openai import R1V4_ENDPOINT, HostedR1V4
+
+    planner = load_model("skywork/r1v4-vl-planner-lite", endpoint=None)
+    assert isinstance(planner, HostedR1V4) and planner.endpoint == R1V4_ENDPOINT
+    assert R1V4_ENDPOINT == "https://api.skyworkmodel.ai/api/v1"
+    planner = r1v4_api("skywork/r1v4-vl-planner-lite", endpoint=hosted.url)
+    list(planner.stream(USER, stop=["</tool_call>"], settings=SETTINGS))
+    body = hosted.requests[-1]["body"]
+    assert "enable_search" not in body and "stop" not in body and body["model"] == "skywork/r1v4-vl-planner-lite"

@@ -237,6 +237,19 @@ def _check_files(paths: Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def transcript_steps(content: str, store: str | Path, start: int = 0) -> tuple[list[Step], list[str]]:
+    """The steps of a hosted transcript (indices from `start`, images written into `store`) and what could
+    not be recovered; what `import_reply` and a live hosted run share."""
+    warnings: list[str] = []
+    steps = _steps(content, Path(store), warnings)
+    for s in steps:
+        s.index += start
+        if isinstance(s, ModelStep):
+            for n, call in enumerate(s.calls):
+                call.id = f"call_{s.index}_{n}"
+    return steps, warnings
+
+
 def _steps(content: str, store: Path, warnings: list[str]) -> list[Step]:
     """Model steps from the text between observations; a tool step from each observation."""
     steps: list[Step] = []

@@ -6,7 +6,7 @@
 - "replay:PATH": replay the model turns of a recorded trajectory
 - "tiny" / "tiny-moe" / "tiny-dense": a tiny random Qwen3-VL(-MoE), built once under ~/.cache/r1v4-nb
 - an http(s) URL, or `endpoint=URL`: an OpenAI-compatible server (spec, if given, is the model name)
-- "r1v4-api" / "skywork/r1v4-lite": the hosted Skywork-R1V4 API
+- "r1v4-api" / "skywork/r1v4-lite" / "skywork/r1v4-vl-planner-lite": the hosted Skywork-R1V4 API
 - anything else: a local folder or hub id for the Hugging Face backend
 """
 

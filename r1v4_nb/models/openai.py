@@ -20,7 +20,9 @@ from typing import Any
 from ..messages import MessageError, to_openai
 from .base import Delta, GenerationSettings, ModelError, Usage, cut_at_stop
 
-R1V4_MODELS = ("skywork/r1v4-lite",)
+R1V4_MODELS = ("skywork/r1v4-lite", "skywork/r1v4-vl-planner-lite")
+R1V4_PLANNER = "skywork/r1v4-vl-planner-lite"
+R1V4_ENDPOINT = "https://api.skyworkmodel.ai/api/v1"
 R1V4_API_BASE_ENV = "R1V4_API_BASE"
 R1V4_API_KEY_ENV = "SKYWORK_API_KEY"
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -324,6 +326,34 @@ class OpenAIModel:
                 "extra_body": self.extra_body}
 
 
+@dataclass
+class HostedR1V4(OpenAIModel):
+    """The hosted Skywork-R1V4 API: it runs the tools itself and streams the whole transcript (calls,
+    `<observation>`s with inline images, answer) as one assistant reply.
+
+    Stop strings are neither sent nor applied, since cutting at the first `</tool_call>` throws the
+    server's observations and answer away; the agent turns the transcript into steps (`runs_tools`)
+    through the same code as `r1v4-nb import-api`.
+    """
+
+    runs_tools: bool = True
+
+    def request_body(self, messages: list[dict[str, Any]], stop: list[str], settings: GenerationSettings,
+                     stream: bool) -> dict[str, Any]:
+        return super().request_body(messages, [], settings, stream)
+
+    def stream(self, messages: list[dict[str, Any]], *, stop: list[str], settings: GenerationSettings,
+               cancel: threading.Event | None = None) -> Iterator[Delta]:
+        return super().stream(messages, stop=[], settings=settings, cancel=cancel)
+
+    def complete(self, messages: list[dict[str, Any]], *, stop: list[str] | None = None,
+                 settings: GenerationSettings | None = None) -> dict[str, Any]:
+        return super().complete(messages, stop=None, settings=settings)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "hosted_tools": True}
+
+
 def r1v4_api(
     model: str = "skywork/r1v4-lite",
     *,
@@ -331,13 +361,13 @@ def r1v4_api(
     endpoint: str | None = None,
     api_key_env: str = R1V4_API_KEY_ENV,
     timeout: float = 600.0,
-) -> OpenAIModel:
-    """The hosted Skywork-R1V4 API. Its tools run server-side; the reply is one transcript string
-    (`last_raw` / `complete()`), which `r1v4_nb.formats.r1v4_api` imports as a trajectory."""
-    base = endpoint or os.environ.get(R1V4_API_BASE_ENV)
-    if not base:
-        raise ModelError(f"no R1V4 API endpoint; pass endpoint=URL or set ${R1V4_API_BASE_ENV}")
+) -> HostedR1V4:
+    """The hosted Skywork-R1V4 API (`https://api.skyworkmodel.ai/api/v1/chat/completions`; `endpoint` or
+    $R1V4_API_BASE override it). Its tools run server-side and the reply is the whole transcript. The
+    planner (`skywork/r1v4-vl-planner-lite`, plan mode) is a model of its own, sent without `enable_search`."""
+    base = endpoint or os.environ.get(R1V4_API_BASE_ENV) or R1V4_ENDPOINT
     if not os.environ.get(api_key_env):
         raise ModelError(f"no API key for the R1V4 API; set ${api_key_env}")
-    return OpenAIModel(endpoint=base, model=model, api_key_env=api_key_env, timeout=timeout,
-                       extra_body={"enable_search": enable_search}, name=model)
+    extra = {} if model == R1V4_PLANNER else {"enable_search": enable_search}
+    return HostedR1V4(endpoint=base, model=model, api_key_env=api_key_env, timeout=timeout, extra_body=extra,
+                      name=model)
