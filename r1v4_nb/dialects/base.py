@@ -68,6 +68,7 @@ class Dialect(ABC):
     name: str = ""
     stop: list[str] = []
     answer_kind: str = "answer"  # the segment that ends a run with its result (plan mode's: "plan")
+    tag_names: tuple[str, ...] = ()  # the tags the format writes, for views that mark them in a context
 
     @abstractmethod
     def parser(self) -> Parser: ...

@@ -193,6 +193,7 @@ class PlanDialect(Dialect):
     name = "plan"
     stop: list[str] = []
     answer_kind = "plan"
+    tag_names = ("think", "answer")  # a plan is JSON; thinking and an <answer> wrapper are tolerated around it
 
     def parser(self) -> Parser:
         return PlanParser()

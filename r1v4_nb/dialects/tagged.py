@@ -28,6 +28,10 @@ class TagDialect(Dialect):
         return TagParser(self.tags)
 
     @property
+    def tag_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tags)
+
+    @property
     def closers(self) -> dict[str, str]:
         """Closing tag of each call tag's opener, used to complete a step cut by a stop string."""
         return {t.opener: t.closer for t in self.tags if t.body in ("json", "code", "args")}

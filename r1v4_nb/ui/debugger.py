@@ -9,7 +9,6 @@ continues into a new branch trajectory, shown side by side with the original.
 
 from __future__ import annotations
 
-import re
 import uuid
 import weakref
 from pathlib import Path
@@ -17,19 +16,18 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..dialects import get_dialect
 from ..errors import UsageError
 from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory, run_file
 from .cards import RunState
 from .compare import Comparison
-from .highlight import highlight_python
 from .render import (
-    CONTEXT_THUMB,
     CSS,
     hide_snapshot,
-    image_figure,
     render_card,
+    render_context,
     render_header,
     render_run,
     snapshot,
@@ -82,98 +80,14 @@ def edited_step(step: Step, text: str, dialect: Any) -> Step:
     return NoteStep(step.index, text, reason="edited")
 
 
-_TAG = re.compile(r"&lt;(/?(?:think|tool_call|tool_response|observation|answer|plan|code))&gt;")
-_CALL = re.compile(r"(<tool_call>)(.*?)(</tool_call>)", re.S)
-
-
-def _text_part(text: str) -> str:
-    """A text part of a context message: protocol tags marked, and a code call's code shown as code.
-
-    The model wrote the code as a JSON string (newlines as \\n); what it means is the code, so that is shown.
-    """
-    out, last = [], 0
-    for m in _CALL.finditer(text):
-        code = _code_of(m.group(2))
-        if code is None:
-            continue
-        out.append(f"<pre>{_mark_tags(esc(text[last:m.start()] + m.group(1)))}</pre>")
-        out.append(f'<pre class="r1v4-code">{highlight_python(code)}</pre>')
-        last = m.start(3)
-    out.append(f"<pre>{_mark_tags(esc(text[last:]))}</pre>")
-    return "".join(out)
-
-
-def _code_of(body: str) -> str | None:
-    import json
-
-    try:
-        call = json.loads(body)
-    except (json.JSONDecodeError, ValueError):
-        return None
-    if isinstance(call, dict) and call.get("name") == "code":
-        code = (call.get("arguments") or {}).get("code")
-        return code if isinstance(code, str) else None
-    return None
-
-
-def render_context(messages: list[dict[str, Any]], tokens_in: int = 0, images: dict[str, Image] | None = None,
-                   title: str = "") -> str:
-    """The messages of a context as HTML: role, text parts in full (protocol tags marked), images as thumbnails.
-
-    `images` maps image file paths to their records, so an image is captioned with the name the user or the
-    model gave it rather than its hash.
-    """
-    total = 0
-    blocks = []
-    for n, m in enumerate(messages):
-        content = m.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        html, words = [], 0
-        for p in parts:
-            if p.get("type") == "text":
-                text = str(p.get("text", ""))
-                words += len(text.split())
-                html.append(_text_part(text))
-            elif p.get("type") == "image":
-                html.append(_image_part(str(p.get("image", "")), images or {}))
-        total += words
-        body = "".join(html)
-        if m.get("role") == "system":
-            body = f"<details><summary>system prompt (click to show)</summary>{body}</details>"
-        blocks.append(f'<div class="r1v4-card r1v4-ctx r1v4-role-{esc(m.get("role", ""))}"><div class="r1v4-card-title">'
-                      f'<span>{esc(m.get("role", ""))}</span><span>message {n}</span><span>{words} words</span>'
-                      f'</div>{body}</div>')
-    recorded = f"<span><b>{tokens_in}</b> tokens as the model counted them</span>" if tokens_in else ""
-    heading = f'<span class="r1v4-pane-title">{esc(title)}</span>' if title else ""
-    head = (f'<div class="r1v4-head">{heading}<span><b>{len(messages)}</b> messages</span>'
-            f'<span><b>{total}</b> words of text</span>{recorded}</div>')
-    return f'<div class="r1v4-run"><style>{CSS}</style>{head}{"".join(blocks)}</div>'
-
-
-def _mark_tags(escaped: str) -> str:
-    return _TAG.sub(lambda m: f'<span class="r1v4-tag">&lt;{m.group(1)}&gt;</span>', escaped)
-
-
-_IMAGES: dict[str, Image] = {}
-
-
-def _image_part(path: str, known: dict[str, Image]) -> str:
-    im = known.get(path) or _IMAGES.get(path)
-    if im is None:
-        try:
-            im = Image.from_file(path)
-        except (OSError, ValueError):
-            return f'<span class="r1v4-badurl">(image {esc(Path(path).name)} missing)</span>'
-        _IMAGES[path] = im
-    return image_figure(im, CONTEXT_THUMB)
-
-
 def trajectory_images(traj: Trajectory) -> dict[str, Image]:
     """Every image of a run (inputs and tool outputs) by its file path, as the dialect puts it in messages."""
     found = {str(im.path): im for im in traj.header.images}
     for step in traj.steps:
         if isinstance(step, ToolStep):
             found.update((str(im.path), im) for im in step.observation.images)
+        elif isinstance(step, NoteStep):
+            found.update((str(im.path), im) for im in step.images)
     return found
 
 
@@ -225,6 +139,7 @@ class Debugger(w.VBox):
         self.branches: list[Any] = []
         self.comparisons: list[Comparison] = []
         self.images = trajectory_images(traj)
+        self.tag_names = get_dialect(traj.header.dialect).tag_names  # marked in the context pane
         self._card_of = {card["index"]: c for c, card in enumerate(self.state.cards)
                          if card["type"] in ("model", "tool", "note")}
         n = len(traj.steps)
@@ -299,7 +214,8 @@ class Debugger(w.VBox):
         step = self.traj.steps[index]
         tokens_in = step.tokens_in if isinstance(step, ModelStep) else 0
         self.context.value = render_context(self.context_at(index), tokens_in, self.images,
-                                            f"The context before step {index}: what the model had seen")
+                                            f"The context before step {index}: what the model had seen",
+                                            self.tag_names)
         c = self._card_of.get(index)
         card = render_card(self.state.cards[c], c, self.state.images) if c is not None else ""
         self.produced.value = (f'<div class="r1v4-run"><style>{CSS}</style>'
@@ -381,7 +297,6 @@ class Debugger(w.VBox):
         The branch continues with `model`, else the session's loaded model (with the session's tools), else
         (or with `replay=True`) the replay of the recorded turns after the fork (with the recorded observations).
         """
-        from ..dialects import get_dialect
         from ..runs import fork
         from .runner import LiveRun
         from .widget import RunView

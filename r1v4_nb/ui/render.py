@@ -16,6 +16,8 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -597,3 +599,98 @@ def export_page(state: Any, title: str = "r1v4 run") -> str:
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
             "style-src 'unsafe-inline'\">"
             f"<title>{esc(title)}</title></head><body>{render_run(state)}</body></html>\n")
+
+
+# -- the context a model saw (the debugger's left pane) ----------------------------------------------
+
+_CALL = re.compile(r"(<tool_call>)(.*?)(</tool_call>)", re.S)
+
+
+@lru_cache(maxsize=16)
+def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The escaped opening and closing tags of a dialect, to mark them in a context's text."""
+    if not tags:
+        return None
+    return re.compile(r"&lt;(/?(?:" + "|".join(re.escape(t) for t in tags) + r"))&gt;")
+
+
+def _text_part(text: str, tags: tuple[str, ...]) -> str:
+    """A text part of a context message: protocol tags marked, and a code call's code shown as code.
+
+    The model wrote the code as a JSON string (newlines as \\n); what it means is the code, so that is shown.
+    """
+    out, last = [], 0
+    for m in _CALL.finditer(text):
+        code = _code_of(m.group(2))
+        if code is None:
+            continue
+        out.append(f"<pre>{_mark_tags(esc(text[last:m.start()] + m.group(1)), tags)}</pre>")
+        out.append(f'<pre class="r1v4-code">{highlight_python(code)}</pre>')
+        last = m.start(3)
+    out.append(f"<pre>{_mark_tags(esc(text[last:]), tags)}</pre>")
+    return "".join(out)
+
+
+def _code_of(body: str) -> str | None:
+    try:
+        call = json.loads(body)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    if isinstance(call, dict) and call.get("name") == "code":
+        code = (call.get("arguments") or {}).get("code")
+        return code if isinstance(code, str) else None
+    return None
+
+
+def render_context(messages: list[dict[str, Any]], tokens_in: int = 0, images: dict[str, Image] | None = None,
+                   title: str = "", tags: Sequence[str] = ()) -> str:
+    """The messages of a context as HTML: role, text parts in full (the dialect's `tags` marked), images as
+    thumbnails.
+
+    `images` maps image file paths to their records, so an image is captioned with the name the user or the
+    model gave it rather than its hash.
+    """
+    tags = tuple(tags)
+    total = 0
+    blocks = []
+    for n, m in enumerate(messages):
+        content = m.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        html, words = [], 0
+        for p in parts:
+            if p.get("type") == "text":
+                text = str(p.get("text", ""))
+                words += len(text.split())
+                html.append(_text_part(text, tags))
+            elif p.get("type") == "image":
+                html.append(_image_part(str(p.get("image", "")), images or {}))
+        total += words
+        body = "".join(html)
+        if m.get("role") == "system":
+            body = f"<details><summary>system prompt (click to show)</summary>{body}</details>"
+        blocks.append(f'<div class="r1v4-card r1v4-ctx r1v4-role-{esc(m.get("role", ""))}"><div class="r1v4-card-title">'
+                      f'<span>{esc(m.get("role", ""))}</span><span>message {n}</span><span>{words} words</span>'
+                      f'</div>{body}</div>')
+    recorded = f"<span><b>{tokens_in}</b> tokens as the model counted them</span>" if tokens_in else ""
+    heading = f'<span class="r1v4-pane-title">{esc(title)}</span>' if title else ""
+    head = (f'<div class="r1v4-head">{heading}<span><b>{len(messages)}</b> messages</span>'
+            f'<span><b>{total}</b> words of text</span>{recorded}</div>')
+    return f'<div class="r1v4-run"><style>{CSS}</style>{head}{"".join(blocks)}</div>'
+
+
+def _mark_tags(escaped: str, tags: tuple[str, ...]) -> str:
+    pattern = _tag_pattern(tags)
+    if pattern is None:
+        return escaped
+    return pattern.sub(lambda m: f'<span class="r1v4-tag">&lt;{m.group(1)}&gt;</span>', escaped)
+
+
+def _image_part(path: str, known: dict[str, Image]) -> str:
+    """An image of a context: its record from the run when known (named as given), else read from its file."""
+    im = known.get(path)
+    if im is None:
+        try:
+            im = Image.from_file(path)
+        except (OSError, ValueError):
+            return f'<span class="r1v4-badurl">(image {esc(Path(path).name)} missing)</span>'
+    return image_figure(im, CONTEXT_THUMB)
