@@ -202,7 +202,7 @@ class Agent:
         prompts = getattr(self.model, "prompts", None) or {}
         if self.dialect.name != "r1v4" or not isinstance(prompts, dict):
             return None
-        return prompts.get("direct" if not self.tools and self.mode != "plan" else self.mode)
+        return prompts.get("direct" if not self.tools and self.dialect.answer_kind == "answer" else self.mode)
 
     def _out_path(self, out: str | Path | None, run_id: str) -> Path:
         return Path(out) if out is not None else run_file(self.runs_dir, run_id)

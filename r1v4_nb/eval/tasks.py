@@ -188,7 +188,7 @@ class _Bad(Exception):
 
 
 def default_image_dir() -> Path:
-    from ..tools.cache import cache_root
+    from ..paths import cache_root
 
     return cache_root() / "eval-images"
 
