@@ -260,7 +260,7 @@ def compare(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], mode: str 
         out[label if ma == mb else f"{ma}->{mb}"] = {
             "paired": len(ids), "accuracy_a": round(acc_a, 4), "accuracy_b": round(acc_b, 4),
             "difference": round(acc_b - acc_a, 4), "b_right_a_wrong": gained, "a_right_b_wrong": lost,
-            "mcnemar_p": round(mcnemar_exact(len(gained), len(lost)), 6),
+            "mcnemar_p": mcnemar_exact(len(gained), len(lost)),
             "flips": [{"id": i, "a": ia[(i, ma)].get("answer"), "b": ib[(i, mb)].get("answer"),
                        "gold": ia[(i, ma)].get("gold"), "now": "right" if i in gained else "wrong"}
                       for i in ids if i in gained or i in lost],
@@ -274,7 +274,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
     for m, r in result.items():
         lines.append(f"| {m} | {r['paired']} | {_pct(r['accuracy_a'])} | {_pct(r['accuracy_b'])} "
                      f"| {100 * r['difference']:+.1f} | {len(r['b_right_a_wrong'])} | {len(r['a_right_b_wrong'])} "
-                     f"| {r['mcnemar_p']:.4g} |")
+                     f"| {r['mcnemar_p']:.3g} |")
     for m, r in result.items():
         for f in r["flips"]:
             lines.append(f"- {m} {f['id']}: now {f['now']} (A {f['a']!r}, B {f['b']!r}, gold {f['gold']!r})")
