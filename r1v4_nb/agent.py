@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .dialects import Dialect, get_dialect
+from .dialects.context import Context
 from .errors import R1V4Error, UsageError
 from .events import (
     Answered,
@@ -35,6 +36,7 @@ from .events import (
     events_of_step,
 )
 from .images import Image, Provenance
+from .messages import Message
 from .models.base import GenerationSettings, Model
 from .modes import DEFAULT_DIALECT, get_mode
 from .records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
@@ -83,6 +85,10 @@ class _RunState:
     start: float = field(default_factory=time.monotonic)
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
     tool_calls: int = 0
+    context: Context | None = None  # the model's context after the first `in_context` steps
+    in_context: int = 0
+    turns: int = 0  # model steps among the first `counted` steps
+    counted: int = 0
 
 
 class Agent:
@@ -311,7 +317,9 @@ class Agent:
 
     def _exhausted(self, st: _RunState) -> str | None:
         b = self.budgets
-        if sum(isinstance(s, ModelStep) for s in st.steps) >= b.max_steps:
+        st.turns += sum(isinstance(s, ModelStep) for s in st.steps[st.counted:])
+        st.counted = len(st.steps)
+        if st.turns >= b.max_steps:
             return "step"
         if st.tool_calls >= b.max_tool_calls:
             return "tool-call"
@@ -340,8 +348,7 @@ class Agent:
         t0 = time.monotonic()
         ttft: float | None = None
         finish, tokens_in, tokens_out = "stop", 0, 0
-        messages = self.dialect.build_messages(st.header.system_prompt, st.header.question, st.header.images,
-                                               st.steps)
+        messages = self._messages(st)
         for _ in range(MAX_CONTINUATIONS + 1):
             finish = "stop"
             for delta in self.model.stream(messages, stop=list(self.dialect.stop), settings=settings,
@@ -372,9 +379,7 @@ class Agent:
             if parser.open_kind is None:
                 break
             # The stop string sat inside a segment (e.g. in a string of code): the model goes on.
-            partial = ModelStep(index, "".join(text))
-            messages = self.dialect.build_messages(st.header.system_prompt, st.header.question,
-                                                   st.header.images, [*st.steps, partial])
+            messages = self._messages(st, ModelStep(index, "".join(text)))
         yield from self._segment_events(index, parser.finish())
         raw = "".join(text)
         if tokens_out == 0 and raw:
@@ -418,6 +423,24 @@ class Agent:
             st.steps.append(st.writer.write(note))
             yield NoteAdded(note)
         return last
+
+    def _messages(self, st: _RunState, partial: ModelStep | None = None) -> list[Message]:
+        """The dialect's context after the run's steps (and a turn in progress): the run's context grows
+        by the steps added since the last turn, so a turn costs its new steps, not the run's length.
+        Equal to `build_messages` over the same steps (tested at every step)."""
+        d, h = self.dialect, st.header
+        steps = [*st.steps, partial] if partial is not None else st.steps
+        if not d.incremental:
+            return d.build_messages(h.system_prompt, h.question, h.images, steps)
+        if st.context is None or st.in_context > len(st.steps):
+            st.context, st.in_context = Context(h.system_prompt, h.question, h.images), 0
+        for step in st.steps[st.in_context:]:
+            d.add_step(st.context, step)
+        st.in_context = len(st.steps)
+        ctx = st.context.copy()
+        if partial is not None:
+            d.add_step(ctx, partial)
+        return ctx.messages
 
     @staticmethod
     def _segment_events(index: int, events: list[Any]) -> Iterator[Event]:

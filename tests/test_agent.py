@@ -294,3 +294,50 @@ def test_a_consumer_that_stops_iterating_still_ends_the_run(picture: Path, tmp_p
     traj = read(tmp_path / "run.jsonl")
     assert traj.end is not None and traj.end.reason == "cancelled"
     assert tool.finished == [traj.header.id]
+
+
+@pytest.mark.parametrize("dialect", ["r1v4", "qwen", "fenced"])
+def test_the_context_grown_step_by_step_equals_a_full_rebuild_at_every_call(picture: Path, tmp_path: Path,
+                                                                            dialect: str) -> None:
+    from r1v4_nb.dialects import get_dialect
+
+    d = get_dialect(dialect)
+    full = call("code", code="print('</tool_call>')") if dialect != "fenced" else None
+    script = [call("code", code="crop")]
+    if full is not None:  # a call cut inside its string by the stop string: the same turn goes on
+        script += [full, full[full.index("</tool_call>") + len("</tool_call>"):]]
+    script += [call("code", code="crop"), "<answer>x</answer>"]
+    if dialect == "fenced":
+        script = [f"<code>\n```python\ncrop_{i}\n```\n</code>" for i in range(3)] + ["<answer>x</answer>"]
+    model = ScriptedModel(script)
+    budgets = Budgets(max_steps=3)  # the last turn comes after a budget note
+    _, traj = run(Agent(model, tools=[CropTool()], dialect=d, budgets=budgets, runs_dir=tmp_path), picture,
+                  tmp_path)
+    assert any(isinstance(s, NoteStep) for s in traj.steps) and traj.tool_steps
+    h = traj.header
+    calls = iter(model.seen)
+    for step in traj.steps:
+        if not isinstance(step, ModelStep):
+            continue
+        before = traj.steps[:traj.steps.index(step)]
+        assert next(calls) == d.build_messages(h.system_prompt, h.question, h.images, before)
+        if full is not None and step.text == full:  # the continued call saw its own beginning
+            partial = ModelStep(step.index, full[:full.index("</tool_call>") + len("</tool_call>")])
+            assert next(calls) == d.build_messages(h.system_prompt, h.question, h.images, [*before, partial])
+    assert next(calls, None) is None
+
+
+def test_a_dialect_that_builds_whole_contexts_is_rebuilt_every_turn(picture: Path, tmp_path: Path) -> None:
+    from r1v4_nb.dialects.r1v4 import R1V4Dialect
+
+    class Whole(R1V4Dialect):
+        built = 0
+
+        def build_messages(self, system, question, images, steps):
+            Whole.built += 1
+            return super().build_messages(system, question, images, steps)
+
+    assert not Whole().incremental and R1V4Dialect().incremental
+    model = ScriptedModel([call("code", code="crop"), "<answer>x</answer>"])
+    _, traj = run(Agent(model, tools=[CropTool()], dialect=Whole(), runs_dir=tmp_path), picture, tmp_path)
+    assert Whole.built >= 2 and traj.context_at(traj.model_steps[-1].index) == model.seen[-1]

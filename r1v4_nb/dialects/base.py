@@ -10,7 +10,8 @@ A dialect owns everything about a model's text format, in one place:
 - `system_prompt(mode, tools)`: the instructions for a mode.
 - `build_messages(...)`: the exact context the model sees after a list of
   steps. Runs, the debugger and SFT all call this one function, so train-time
-  and run-time contexts cannot drift apart.
+  and run-time contexts cannot drift apart. It is the loop over `add_step(ctx,
+  step)`, which the agent also calls to grow one run's context a step at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from ..images import Image
 from ..messages import Message, image_part, text_part
 from ..records import Observation, Segment, Step, ToolCall
+from .context import Context
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,26 @@ class Dialect(ABC):
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
         """The content (text and image parts) of the `tool` message that gives one result back to the model."""
 
-    @abstractmethod
+    def add_step(self, ctx: Context, step: Step) -> None:
+        """Append one step's messages to a context under construction. The agent keeps one context per
+        run and appends each new step, so a turn's context costs its new steps, not the whole run; a
+        dialect that only builds whole contexts (overriding `build_messages`) is rebuilt every turn."""
+        raise NotImplementedError(f"{type(self).__name__} builds whole contexts only")
+
     def build_messages(self, system: str, question: str, images: Sequence[Image],
                        steps: Sequence[Step]) -> list[Message]:
         """The context after `steps`. If the last message is the assistant's, the model continues it."""
+        ctx = Context(system, question, images)
+        for step in steps:
+            self.add_step(ctx, step)
+        return ctx.messages
+
+    @property
+    def incremental(self) -> bool:
+        """Whether `add_step` builds exactly what `build_messages` builds (the class defines the first
+        and keeps the second as the loop over it)."""
+        cls = type(self)
+        return cls.build_messages is Dialect.build_messages and cls.add_step is not Dialect.add_step
 
 
 __all__ = ["Dialect", "Message", "Parser", "SegmentEvent", "image_part", "text_part"]

@@ -66,10 +66,17 @@ class Context:
     def last_role(self) -> str | None:
         return self.messages[-1]["role"] if self.messages else None
 
+    def copy(self) -> Context:
+        """A context that grows on its own from here. Messages are never changed in place (a continued
+        message is replaced), so the two share the messages so far."""
+        other = Context.__new__(Context)
+        other.messages = list(self.messages)
+        return other
+
     def model(self, text: str) -> None:
         """A model turn, as written (continuing the assistant message it extends)."""
         if self.last_role == "assistant":
-            self.messages[-1]["content"] += text
+            self.messages[-1] = {**self.messages[-1], "content": self.messages[-1]["content"] + text}
         elif text:
             self.messages.append({"role": "assistant", "content": text})
 
@@ -80,7 +87,8 @@ class Context:
     def user(self, parts: Sequence[dict[str, Any]]) -> None:
         """A user message (plan feedback), merged into a user message just before it."""
         if self.last_role == "user":
-            self.messages[-1]["content"] = _merged([*self.messages[-1]["content"], text_part("\n\n"), *parts])
+            last = self.messages[-1]
+            self.messages[-1] = {**last, "content": _merged([*last["content"], text_part("\n\n"), *parts])}
         else:
             self.messages.append({"role": "user", "content": _merged(parts)})
 

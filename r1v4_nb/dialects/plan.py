@@ -29,9 +29,8 @@ from typing import Any
 
 from .. import prompts
 from ..errors import UsageError
-from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Segment, Step, ToolCall, ToolStep
-from .base import Dialect, Message, Parser, SegmentEvent, text_part
+from .base import Dialect, Parser, SegmentEvent, text_part
 from .context import Context, result_text
 from .tags import LENIENT_JSON, Tag, TagParser
 
@@ -207,14 +206,10 @@ class PlanDialect(Dialect):
     def render_observation(self, call: ToolCall, observation: Observation) -> list[dict[str, Any]]:
         return [text_part(result_text(observation))]
 
-    def build_messages(self, system: str, question: str, images: Sequence[Image],
-                       steps: Sequence[Step]) -> list[Message]:
-        ctx = Context(system, question, images)
-        for step in steps:
-            if isinstance(step, ModelStep):
-                ctx.model(step.text)
-            elif isinstance(step, ToolStep):
-                ctx.user(self.render_observation(step.call, step.observation))
-            elif isinstance(step, NoteStep):
-                ctx.note(step.text, step.reason, step.images)
-        return ctx.messages
+    def add_step(self, ctx: Context, step: Step) -> None:
+        if isinstance(step, ModelStep):
+            ctx.model(step.text)
+        elif isinstance(step, ToolStep):
+            ctx.user(self.render_observation(step.call, step.observation))
+        elif isinstance(step, NoteStep):
+            ctx.note(step.text, step.reason, step.images)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolCall, ToolStep
-from .base import Dialect, Message, Parser, image_part, text_part
+from .base import Dialect, Parser, image_part, text_part
 from .context import Context, completed_text, result_text
 from .tags import Tag, TagParser
 
@@ -40,14 +39,10 @@ class TagDialect(Dialect):
         """The result's text, then its images."""
         return [text_part(result_text(observation)), *(image_part(im) for im in observation.images)]
 
-    def build_messages(self, system: str, question: str, images: Sequence[Image],
-                       steps: Sequence[Step]) -> list[Message]:
-        ctx = Context(system, question, images)
-        for step in steps:
-            if isinstance(step, ModelStep):
-                ctx.model(completed_text(step, self.closers))
-            elif isinstance(step, ToolStep):
-                ctx.tool(step.call, self.render_observation(step.call, step.observation))
-            elif isinstance(step, NoteStep):
-                ctx.note(step.text, step.reason, step.images)
-        return ctx.messages
+    def add_step(self, ctx: Context, step: Step) -> None:
+        if isinstance(step, ModelStep):
+            ctx.model(completed_text(step, self.closers))
+        elif isinstance(step, ToolStep):
+            ctx.tool(step.call, self.render_observation(step.call, step.observation))
+        elif isinstance(step, NoteStep):
+            ctx.note(step.text, step.reason, step.images)

@@ -37,6 +37,7 @@ class ScriptedModel:
         self.calls = 0
         self.seen: list[list[dict[str, Any]]] = []  # the messages of every call, for tests and the debugger
         self._lock = threading.Lock()
+        self._sizes: list[tuple[dict[str, Any], int]] = []  # the last prompt's messages and their sizes
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backend": type(self).__name__}
@@ -63,12 +64,22 @@ class ScriptedModel:
             finish = "length"
         for i in range(0, len(text), self.chunk):
             if cancel is not None and cancel.is_set():
-                yield Delta(finish_reason="cancelled", usage=Usage(_prompt_size(messages), len(text[:i].split())))
+                yield Delta(finish_reason="cancelled", usage=Usage(self._prompt_size(messages), len(text[:i].split())))
                 return
             if self.delay_s:
                 time.sleep(self.delay_s)
             yield Delta(text[i:i + self.chunk])
-        yield Delta(finish_reason=finish, usage=Usage(_prompt_size(messages), len(text.split())))
+        yield Delta(finish_reason=finish, usage=Usage(self._prompt_size(messages), len(text.split())))
+
+    def _prompt_size(self, messages: list[dict[str, Any]]) -> int:
+        """`_prompt_size`, counting only the messages that are not the previous prompt's (an agent's
+        context grows by appending, the earlier messages being the same objects)."""
+        sizes = self._sizes
+        keep = 0
+        while keep < len(sizes) and keep < len(messages) and sizes[keep][0] is messages[keep]:
+            keep += 1
+        self._sizes = sizes[:keep] + [(m, _prompt_size([m])) for m in messages[keep:]]
+        return sum(n for _, n in self._sizes)
 
 
 class ReplayModel(ScriptedModel):
