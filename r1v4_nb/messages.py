@@ -113,8 +113,9 @@ def to_openai(messages: Sequence[Message]) -> list[Message]:
 # ----------------------------------------------------------------------------- model inputs
 
 
-def _render(processor: Any, messages: Sequence[Message], generation: bool) -> str:
-    return processor.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation)
+def _render(processor: Any, messages: Sequence[Message], generation: bool, tools: Any = None) -> str:
+    kw = {"tools": tools} if tools else {}
+    return processor.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation, **kw)
 
 
 def chat_text(processor: Any, messages: Sequence[Message]) -> str:
@@ -142,18 +143,19 @@ def turn_opening(processor: Any, messages: Sequence[Message]) -> str:
     return prompt[head + len(ASSISTANT_HEADER):] if head != -1 else ""
 
 
-def chat_prompt(processor: Any, messages: Sequence[Message]) -> str:
+def chat_prompt(processor: Any, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> str:
     """What the model is fed to write the next text after `messages` (the one function for runs and training).
 
     After a user, tool or system message: the conversation with the template's generation prompt.
     After an assistant message (a turn being continued): the prompt that opened that turn, with the
     opening replaced by the turn's text so far, exactly what the model saw while writing it. The
     template is never asked to re-render a turn in progress, so it cannot cut or rewrite it.
+    `tools` (OpenAI function specs) go to the template, which lists them in its system turn.
     """
     if not messages or messages[-1].get("role") != "assistant":
-        return _render(processor, messages, True)
+        return _render(processor, messages, True, tools)
     head = list(messages[:-1])
-    prompt = _render(processor, head, True)
+    prompt = _render(processor, head, True, tools)
     opening = turn_opening(processor, head)
     return prompt[:len(prompt) - len(opening)] + _continued(processor, messages[-1])
 

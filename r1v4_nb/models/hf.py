@@ -338,7 +338,7 @@ class HFModel:
             self._pixel_cache.pop(next(iter(self._pixel_cache)))
         return digest, hit[0], hit[1]
 
-    def _encode(self, messages: list[dict[str, Any]]):
+    def _encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None):
         """Token ids, image inputs and per-token keys (image pads carry their image's hash) of a conversation.
 
         Does what the processor's __call__ does (expand each image placeholder to its token count),
@@ -346,7 +346,7 @@ class HFModel:
         import torch
 
         try:
-            text = chat_prompt(self.processor, messages)
+            text = chat_prompt(self.processor, messages, tools)
         except MessageError as exc:
             raise ModelError(str(exc)) from None
         self._check_history(text, messages)
@@ -436,14 +436,16 @@ class HFModel:
         stop: list[str],
         settings: GenerationSettings,
         cancel: threading.Event | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[Delta]:
+        """The model protocol; `tools` (OpenAI function specs, for `r1v4-nb serve`) go to the chat template."""
         with self._lock:
-            yield from self._stream(messages, stop, settings, cancel)
+            yield from self._stream(messages, stop, settings, cancel, tools)
 
-    def _stream(self, messages, stop, settings, cancel) -> Iterator[Delta]:
+    def _stream(self, messages, stop, settings, cancel, tools=None) -> Iterator[Delta]:
         t0 = time.perf_counter()
         opening = self.turn_opening(messages)
-        inputs, keys = self._encode(messages)
+        inputs, keys = self._encode(messages, tools)
         ids = inputs["input_ids"]
         image_id = self.model.config.image_token_id
         flat = ids[0].tolist()
