@@ -1,4 +1,4 @@
-"""`r1v4-nb eval tasks | run | score | report | compare`: evaluation from the shell.
+"""`r1v4-nb eval tasks | run | score | report | compare | rollouts | curate`: evaluation and curation from the shell.
 
 Every subcommand writes what scripts need as files (results.jsonl, report.json) or JSON on stdout
 (`--json`), and prints a readable table otherwise.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from typing import Any
 
 
@@ -68,6 +69,34 @@ def register(sub: Any) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)
 
+    ro = esub.add_parser("rollouts", help="teacher rollouts: k runs per task with the tools, as trajectories")
+    ro.add_argument("tasks")
+    ro.add_argument("--model", default=None, help="as for 'eval run' (a folder, 'tiny', 'world-baseline', ...)")
+    ro.add_argument("--endpoint", default=None, help="an OpenAI-compatible teacher (a large model on vLLM)")
+    ro.add_argument("--model-name", default=None)
+    ro.add_argument("-k", type=int, default=4, help="runs per task (default 4)")
+    ro.add_argument("--mode", default="general", choices=["direct", "general", "deepresearch"])
+    ro.add_argument("--concurrency", type=int, default=1)
+    ro.add_argument("--temperature", type=float, default=0.7)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--out", required=True, help="the rollout folder")
+    ro.add_argument("--resume", action="store_true")
+    _task_options(ro)
+    ro.set_defaults(func=cmd_rollouts)
+
+    cu = esub.add_parser("curate", help="filter trajectories into a dataset folder (with plans) that train reads")
+    cu.add_argument("sources", nargs="+", help="trajectory files, folders or globs")
+    cu.add_argument("--out", required=True, help="the dataset folder")
+    cu.add_argument("--filters", default="format,answer,tool_errors,repeats,consistency",
+                    help="filters in order, separated by ',' or ';' (settings after ':', e.g. 'length:max_turns=8'; "
+                    "use ';' between filters when one has several settings)")
+    cu.add_argument("--tasks", default=None, help="the task file with the gold answers (else meta.gold)")
+    cu.add_argument("--no-plans", action="store_true", help="do not extract Plan-mode examples")
+    cu.add_argument("--sharegpt", default=None, metavar="FILE.json", help="also export LLaMA-Factory ShareGPT")
+    _scorer_options(cu)
+    _task_options(cu)
+    cu.set_defaults(func=cmd_curate)
+
     rep = esub.add_parser("report", help="print (and rewrite) a run folder's report")
     rep.add_argument("run_dir")
     rep.add_argument("--json", action="store_true")
@@ -89,6 +118,46 @@ def _judge(args: argparse.Namespace) -> Any:
     return judge_from_args(args.judge_endpoint, args.judge_model, args.judge_cache, args.judge_cache_mode)
 
 
+def _model(args: argparse.Namespace) -> Any:
+    if args.model == "world-baseline":
+        from ..eval.baseline import WorldBaseline
+
+        return WorldBaseline()
+    if args.model:
+        from ..models.loader import load_model
+
+        return load_model(args.model)
+    return None
+
+
+def cmd_rollouts(args: argparse.Namespace) -> int:
+    from ..data.rollouts import rollouts
+    from ..errors import UsageError
+
+    if bool(args.model) == bool(args.endpoint):
+        raise UsageError("give exactly one of --model or --endpoint for the teacher")
+    rs = rollouts(list(_load(args, args.tasks)), _model(args), endpoint=args.endpoint, model_name=args.model_name,
+                  k=args.k, mode=args.mode, out=args.out, concurrency=args.concurrency, temperature=args.temperature,
+                  seed=args.seed, resume=args.resume)
+    ends = Counter(r.get("reason") for r in rs.index)
+    print(f"{len(rs.index)} trajectories in {rs.out / 'trajectories'} ({', '.join(f'{k} {v}' for k, v in ends.items())})")
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from ..data.dataset import build_dataset, export_sharegpt
+
+    tasks = list(_load(args, args.tasks)) if args.tasks else None
+    sep = ";" if ";" in args.filters else ","  # ';' lets one filter take several settings: 'length:a=1,b=2;format'
+    filters = [f.strip() for f in args.filters.split(sep) if f.strip()]
+    ds = build_dataset(args.sources, args.out, filters, tasks=tasks, judge=_judge(args), plans=not args.no_plans)
+    print(ds.report.markdown())
+    print(ds.summary())
+    if args.sharegpt:
+        print(f"ShareGPT: {export_sharegpt(ds.out, args.sharegpt)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import shlex
     import sys
@@ -99,15 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = [x for x in (args.model, args.endpoint, args.replay) if x]
     if len(given) != 1:
         raise UsageError("give exactly one of --model, --endpoint or --replay")
-    model = None
-    if args.model == "world-baseline":
-        from ..eval.baseline import WorldBaseline
-
-        model = WorldBaseline()
-    elif args.model:
-        from ..models.loader import load_model
-
-        model = load_model(args.model)
+    model = _model(args)
     result = run(_load(args, args.tasks), model, endpoint=args.endpoint, model_name=args.model_name,
                  api_key_env=args.api_key_env, modes=args.modes, out=args.out, concurrency=args.concurrency,
                  limit=args.limit, resume=args.resume, scorer=args.scorer, judge=_judge(args), cache=args.cache,
