@@ -83,8 +83,7 @@ def in_process(photo: Path, folder: Path, code: str, calls: int) -> list[float]:
         for _ in range(calls):
             t = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                exec(code.replace("c.save('crop.png')", "c.save('crop.png', compress_level=1, compress_type=3)"),
-                     namespace)
+                exec(code.replace("c.save('crop.png')", "c.save('crop.png', compress_level=1)"), namespace)
             Image.from_file(folder / "crop.png", Provenance("code"))
             times.append(time.perf_counter() - t)
     finally:
@@ -152,13 +151,14 @@ def main() -> int:
                                  capture_output=True, text=True, check=True).stdout
             Image.from_file(folder / out.strip(), Provenance("code"))
             fresh.append(time.perf_counter() - t)
-        before = []
+        rle = []  # zlib's run-length strategy: lossless, smaller, but other bytes (image hashes) than today's
         for _ in range(args.calls):
             t = time.perf_counter()
-            tool.run({"code": code.replace("c.save('crop.png')", "c.save('crop.png', compress_level=1)")}, ctx)
-            before.append(time.perf_counter() - t)
+            tool.run({"code": code.replace("c.save('crop.png')", "c.save('crop.png', compress_level=1, "
+                                                              "compress_type=3)")}, ctx)
+            rle.append(time.perf_counter() - t)
         kernel = jupyter_kernel(photo, folder, code, args.calls)
-        results[name] = (persistent, fresh, kernel, in_process(photo, folder, code, args.calls), before)
+        results[name] = (persistent, fresh, kernel, in_process(photo, folder, code, args.calls), rle)
     tool.finish(ctx)
 
     starts, memory = [], []
@@ -174,7 +174,7 @@ def main() -> int:
 
     print("crop + 2x zoom (Lanczos) of a 4000x3000 JPEG, saved as PNG and returned as an Image record")
     ratios = {}
-    for name, (persistent, fresh, kernel, floor, before) in results.items():
+    for name, (persistent, fresh, kernel, floor, rle) in results.items():
         ratios[name] = statistics.median(fresh) / statistics.median(persistent)
         print(f"  {name}")
         print(f"    persistent worker   ({len(persistent):3d} calls): {ms(persistent)}")
@@ -185,7 +185,7 @@ def main() -> int:
         else:
             print("    Jupyter kernel: not measured (jupyter_client / ipykernel not installed)")
         print(f"    in-process exec     ({len(floor):3d} calls): {ms(floor)}   (the floor)")
-        print(f"    worker, PNG as before ({len(before):3d} calls, level 1, default zlib strategy): {ms(before)}")
+        print(f"    worker, PNG with zlib's run-length strategy ({len(rle):3d} calls): {ms(rle)}")
         print(f"    speed-up over a fresh process (median): {ratios[name]:.1f}x")
     print(f"cold worker start (namespaces, numpy/PIL/cv2 imports, image preload): median "
           f"{statistics.median(starts) * 1000:.0f} ms")
@@ -195,7 +195,7 @@ def main() -> int:
           + f"; cgroups: {', '.join(containment.get('cgroups') or []) or 'none'}")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     ok = True
-    for name, (persistent, _fresh, kernel, _floor, _before) in results.items():
+    for name, (persistent, _fresh, kernel, _floor, _rle) in results.items():
         met = ratios[name] >= 20 and statistics.median(persistent) < 0.05 and (
             kernel is None or statistics.median(persistent) < statistics.median(kernel))
         ok = ok and met

@@ -9,7 +9,6 @@ PIL's own `Image.crop`, comes back to the agent with its source and box.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -232,6 +231,6 @@ def show(im: Any, name: str | None = None) -> str:
     stem = os.path.basename(name) if name else f"show_{outputs.count}"
     path = os.path.abspath(os.path.join(outputs.folder, stem if stem.endswith(".png") else stem + ".png"))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    im.save(path, format="PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    im.save(path, format="PNG", compress_level=1)
     outputs.shown.append(path)
     return path

@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 import traceback
-import zlib
 from typing import Any
 
 from . import contain, protocol
@@ -231,10 +230,7 @@ class _Session:
             path = os.fspath(fp) if isinstance(fp, (str, os.PathLike)) else None
             is_png = (format or "").upper() == "PNG" or (path or "").lower().endswith(".png")
             if is_png and "compress_level" not in params and not params.get("optimize"):
-                # zlib level 1 with run-length matching: lossless, ~20% faster than level 1's default
-                # strategy on photos and ~20% smaller (the filtered rows are mostly runs of small values)
                 params["compress_level"] = 1
-                params.setdefault("compress_type", zlib.Z_RLE)
             original_save(im, fp, format, **params)
             if path is not None:
                 saved[os.path.realpath(path)] = im.info.get(key)
