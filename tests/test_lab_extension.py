@@ -239,6 +239,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     traj = read(hostile)
     traj.header.question = "Hostile: " + SVG_CSS + traj.header.question
     write(runs / "hostile.r1v4.jsonl", traj)
+    _run(folder / "imported" / "plain.jsonl", End("answered", "1897"), 3, question="A run under a plain name")
     outside = base / "outside"
     _run(outside / "secret.r1v4.jsonl", End("answered", "the secret"), 1, question="SECRET outside the root")
     (runs / "link.r1v4.jsonl").symlink_to(outside / "secret.r1v4.jsonl")
@@ -312,6 +313,14 @@ def _wait_frame(page, js: str, timeout: float = 60.0) -> None:
             raise AssertionError(f"viewer never showed: {js}; state: "
                                  f"{page.locator(VIEWER + ' .r1v4-viewer-bar').all_inner_texts()}")
         page.wait_for_timeout(200)
+
+
+def _file_browser(page) -> None:
+    """The file browser shown, at the root (a click on the sidebar's current tab would close it)."""
+    tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']")
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    page.locator(".jp-BreadCrumbs-home").click()
 
 
 def _runs_panel(page):
@@ -462,9 +471,30 @@ def test_hostile_run_executes_no_script(page, lab):
 
 @pytest.mark.browser
 @pytest.mark.slow
+def test_open_with_shows_any_jsonl_in_the_viewer(page, lab):
+    _file_browser(page)
+    page.locator(".jp-DirListing-itemText span:text-is('imported')").dblclick()
+    page.locator(".jp-DirListing-itemText span:text-is('plain.jsonl')").click(button="right")
+    active = ".lm-Menu:last-of-type .lm-Menu-item.lm-mod-active .lm-Menu-itemLabel"
+    for _ in range(4):  # the keyboard, as a person without a mouse would: down to Open With, into its submenu
+        page.keyboard.press("ArrowDown")
+        if page.locator(active).all_inner_texts() == ["Open With"]:
+            break
+    page.keyboard.press("ArrowRight")
+    for _ in range(8):
+        if page.locator(active).all_inner_texts() == ["r1v4 Trajectory Viewer"]:
+            break
+        page.keyboard.press("ArrowDown")
+    _shot(page, "lab-open-with.png")
+    page.keyboard.press("Enter")
+    _wait_frame(page, "doc.title.startsWith('A run under a plain name') && doc.querySelector('.r1v4-final')")
+    assert _in_frame(page, "doc.querySelectorAll('.r1v4-run > .r1v4-card').length") == 5
+
+
+@pytest.mark.browser
+@pytest.mark.slow
 def test_replay_button_inserts_a_cell_into_the_active_notebook(page, lab):
-    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']").click()
-    page.locator(".jp-BreadCrumbs-home").click()
+    _file_browser(page)
     page.locator(".jp-DirListing-itemText span:text-is('analysis.ipynb')").dblclick()
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.locator(".jp-Notebook .jp-Cell").first.click()
