@@ -119,6 +119,7 @@ def test_cards_arrive_incrementally_and_none_is_lost(tmp_path: Path) -> None:
     final = render_since(path, tmp_path, 0)
     assert got == final["cards"]  # the same HTML a full render gives, card for card
     assert "1897" in got[-1] and "r1v4-crop" in "".join(got)
+    assert "file: runs/live.r1v4.jsonl" in got[0] and str(tmp_path) not in "".join(got)  # the root stays private
     assert render_since(path, tmp_path, 99)["cards"] == []
 
 
