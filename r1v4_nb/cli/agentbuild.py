@@ -31,7 +31,7 @@ def add_world_tasks(world_commands: argparse._SubParsersAction) -> None:
     """`r1v4-nb world tasks`, registered under the `world` command."""
     t = world_commands.add_parser("tasks", help="write a generated task file (zoom, search or interleaved) "
                                   "with its images beside it")
-    t.add_argument("--kind", required=True, choices=["zoom", "search", "interleaved"])
+    t.add_argument("--kind", required=True, choices=["zoom", "search", "interleaved", "locate"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n", type=int, default=100, help="number of tasks")
     t.add_argument("--level", type=int, default=2, help="zoom difficulty: 0 easy, 1, 2 the full task (default)")

@@ -106,7 +106,7 @@ def _tools_for(kind: str, mode: str) -> list[Any]:
 
     if mode == "direct":
         return []
-    names = {"zoom": ["code"], "search": ["image_search", "web_visit"],
+    names = {"zoom": ["code"], "locate": ["code"], "search": ["image_search", "web_visit"],
              "interleaved": ["code", "image_search", "web_visit"]}[kind]
     return [build_tool(n) for n in names]
 
@@ -115,7 +115,7 @@ def agent_mode(kind: str, mode: str) -> str:
     """The agent mode (and prompt) of a task kind: zoom runs in general, search in deepresearch."""
     if mode == "direct":
         return "direct"
-    return "general" if kind == "zoom" else "deepresearch"
+    return "general" if kind in ("zoom", "locate") else "deepresearch"
 
 
 def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "tools",

@@ -12,6 +12,8 @@ runner and the expert policy both read:
 - interleaved: the object's picture is inset small into a cell of a scene whose background is
   the picture of another entity, so an image search on the whole image finds the wrong page;
   crop the cell first, search the crop, visit the page, answer.
+- locate: a zoom scene, asking which grid cell holds the named plaque (the answer is the cell,
+  "C2"): a skill the tutorial teaches the shipped model on top of what it knows.
 
 `level` sets the difficulty of zoom scenes (a curriculum): 0 plain white, one plaque, no
 distractors; 1 textured background and shapes; 2 (the evaluation level) several plaques of
@@ -29,10 +31,10 @@ from typing import Any
 
 __all__ = [
     "CODE_DIGITS", "CODE_LETTERS", "GRID", "KINDS", "LEVELS", "PLAQUE_COLOURS", "SCENE", "Task", "cell_box", "cell_name",
-    "generate", "make_search_task", "make_zoom_task", "write_tasks",
+    "generate", "make_locate_task", "make_search_task", "make_zoom_task", "write_tasks",
 ]
 
-KINDS = ("zoom", "search", "interleaved")
+KINDS = ("zoom", "search", "interleaved", "locate")
 LEVELS = (0, 1, 2)  # zoom difficulty: plain page, one plaque; textured page and shapes; several plaques
 SCENE = 1024  # pixels on each side of a scene
 GRID = 4  # cells per side; cell names are column letter + row number: A1 (top left) .. D4
@@ -154,9 +156,19 @@ def _plaque(im, rng: random.Random, cell: str, colour: tuple[int, int, int], cod
     return [x, y, x + w, y + h]
 
 
-def make_zoom_task(seed: int, index: int, level: int = 2) -> tuple[Task, Any]:
+def make_locate_task(seed: int, index: int, level: int = 2) -> tuple[Task, Any]:
+    """A zoom scene asking for the grid cell of the named plaque."""
+    task, im = make_zoom_task(seed, index, level, _salt="locate")
+    colour, cell = task.meta["colour"], task.meta["cell"]
+    task_id = task.id.replace("zoom-", "locate-", 1)
+    meta = {**task.meta, "kind": "locate", "tool_path": []}
+    return Task(task_id, f"Which grid cell holds the {colour} plaque? Columns A-D, rows 1-4.",
+                [f"images/{task_id}.jpg"], cell, "locate", meta=meta), im
+
+
+def make_zoom_task(seed: int, index: int, level: int = 2, _salt: str = "zoom") -> tuple[Task, Any]:
     """One zoom task and its scene (a PIL image); a pure function of (seed, index, level)."""
-    rng = random.Random(f"zoom/{seed}/{index}/{level}")
+    rng = random.Random(f"{_salt}/{seed}/{index}/{level}")
     im = _background(rng, level)
     if level >= 1:
         _shapes(im, rng, rng.randint(4, 12))
@@ -221,10 +233,11 @@ def generate(kind: str, seed: int, n: int, *, level: int = 2, world: Any = None)
 
     if kind not in KINDS:
         raise UsageError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind == "zoom":
+    if kind in ("zoom", "locate"):
         if level not in LEVELS:
             raise UsageError(f"zoom level {level} does not exist; use 0 (easy), 1 or 2 (the full task)")
-        return [make_zoom_task(seed, i, level) for i in range(n)]
+        make = make_zoom_task if kind == "zoom" else make_locate_task
+        return [make(seed, i, level) for i in range(n)]
     if world is None:
         from . import ensure_world
 
@@ -243,9 +256,9 @@ def write_tasks(path: str | Path, kind: str, seed: int, n: int, *, level: int = 
     (path.parent / "images").mkdir(parents=True, exist_ok=True)
     if kind not in KINDS:
         raise UsageError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind == "zoom" and level not in LEVELS:
+    if kind in ("zoom", "locate") and level not in LEVELS:
         raise UsageError(f"zoom level {level} does not exist; use 0 (easy), 1 or 2 (the full task)")
-    if kind != "zoom" and world is None:
+    if kind in ("search", "interleaved") and world is None:
         from . import ensure_world
 
         world = ensure_world()
@@ -254,6 +267,8 @@ def write_tasks(path: str | Path, kind: str, seed: int, n: int, *, level: int = 
         for i in range(n):
             if kind == "zoom":
                 task, im = make_zoom_task(seed, i, level)
+            elif kind == "locate":
+                task, im = make_locate_task(seed, i, level)
             else:
                 task, im = make_search_task(seed, i, world, kind)
             task.split = split
