@@ -60,6 +60,8 @@ def test_default_is_a_model_name_everywhere(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setattr(default_module, "DEFAULT_MODEL_DIR", tmp_path / "missing")
     with pytest.raises(ModelError, match="build-demo-model"):
         load_model("default")
+    with pytest.raises(ModelError, match="build-demo-model"):
+        load_model(None)
 
 
 @needs_model

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the agent on a question about image(s)")
     p.add_argument("question", help="the question (use - to read it from stdin)")
     p.add_argument("--image", action="append", default=[], metavar="PATH", help="an input image (repeatable)")
-    p.add_argument("--model", default=None, help="a model folder, hub id, 'tiny', or replay:TRAJECTORY.jsonl")
+    p.add_argument("--model", default=None, help="'default' (the shipped agent), a model folder, hub id, 'tiny', 'demo' or replay:TRAJECTORY.jsonl")
     p.add_argument("--endpoint", default=None, help="an OpenAI-compatible server URL (vLLM, SGLang, r1v4-nb serve)")
     p.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--4bit", dest="quantization", action="store_const", const="4bit")

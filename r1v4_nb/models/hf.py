@@ -518,6 +518,7 @@ class HFModel:
         sent = 0
         finish = "length"
         holdback = max((len(s) for s in stop if s), default=1) - 1
+        at_stop_string = False
         done = False
         try:
             with torch.inference_mode(), warnings.catch_warnings():
@@ -544,6 +545,7 @@ class HFModel:
                             yield Delta(text=cut[sent:])
                         sent = len(cut)
                         finish = "stop"
+                        at_stop_string = True
                         break
                     safe = len(text) - holdback if stop else len(text)
                     while safe > sent and text[safe - 1] == "\ufffd":
@@ -562,7 +564,7 @@ class HFModel:
             # A forward pass interrupted by an exception may leave layers of the cache uneven: drop it.
             ok = done or cache.get_seq_length() == len(fed) or cache.get_seq_length() == len(fed) - 1
             self._cached = _Cached(keys=fed[: cache.get_seq_length()], cache=cache) if ok else None
-        if finish == "length" or finish == "cancelled":
+        if not at_stop_string:  # the end of the stream (EOS, length, cancel): the held-back tail goes out too
             text = tok.decode(out_ids, skip_special_tokens=True)
             cut, _ = _cut(text, stop)
             if len(cut) > sent:

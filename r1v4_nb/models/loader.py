@@ -1,8 +1,7 @@
 """One entry point from a model spec to a `Model`, for the magics, the CLI and the server.
 
-- "default": the shipped default agent (a tiny Qwen3-VL-MoE trained by `r1v4-nb build-demo-model`)
-- None or "demo": the bundled hand-written demonstration, replayed (`replay.demo_model()`), until the
-  default agent's weights ship
+- None or "default": the shipped default agent (a tiny Qwen3-VL-MoE trained by `r1v4-nb build-demo-model`)
+- "demo": the bundled hand-written demonstration, replayed (`replay.demo_model()`)
 - "replay:PATH": replay the model turns of a recorded trajectory
 - "tiny" / "tiny-moe" / "tiny-dense": a tiny random Qwen3-VL(-MoE), built once under ~/.cache/r1v4-nb
 - an http(s) URL, or `endpoint=URL`: an OpenAI-compatible server (spec, if given, is the model name)
@@ -66,7 +65,7 @@ def load_model(
     if spec in ("r1v4-api", *R1V4_MODELS):
         model = R1V4_MODELS[0] if spec == "r1v4-api" else spec
         return r1v4_api(model, **({"api_key_env": api_key_env} if api_key_env else {}), **kw)
-    if spec is None or spec == "demo":
+    if spec == "demo":
         from .replay import demo_model
 
         return demo_model(**kw)
@@ -76,7 +75,7 @@ def load_model(
         return ReplayModel.from_file(spec[len("replay:"):], **kw)
     from .hf import load
 
-    if spec == "default":
+    if spec is None or spec == "default":
         from .default import default_model_path
 
         return load(default_model_path(), quantization=quantization, adapter=adapter, **kw)

@@ -173,6 +173,15 @@ def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "t
     return paths
 
 
+def _stage_done(stage_dir: Path, stage: Stage) -> dict[str, Any] | None:
+    """The record of a stage a previous (killed) run of the same build finished, else None."""
+    path = stage_dir / "losses.json"
+    if not (path.is_file() and (stage_dir / "model" / "config.json").is_file()):
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    return done if done.get("steps") == stage.steps and done.get("losses") else None
+
+
 def _finished(path: Path) -> bool:
     """A trajectory file a run completed (its last line is the end record): a resumed build keeps it."""
     if not path.is_file():
@@ -270,33 +279,47 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
     record["parameters"] = n_params
     say(f"model: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}")
 
-    examples = {}
-    for name, kept in trajs.items():
-        rep = render_examples(kept, processor)
-        examples[name] = rep.examples
-    record["data"] = {name: stats(trajs[name], examples[name]).as_dict() for name in trajs}
+    examples: dict[str, Any] = {}
+
+    def examples_of(name: str) -> list[Any]:
+        if name not in examples:
+            examples[name] = render_examples(trajs[name], processor).examples
+        return examples[name]
 
     say("3/5 SFT, every parameter, in stages")
     curves: list[dict[str, Any]] = []
     step0 = 0
     for stage in plan.stages:
         t0 = time.monotonic()
-        data = [e for name in stage.data for e in examples[name]]
-        cfg = TrainConfig(model=str(init), output_dir=str(work / "sft" / stage.name), finetune="full",
-                          learning_rate=stage.lr, warmup_steps=stage.warmup, max_steps=stage.steps,
-                          batch_size=plan.batch_size, seed=plan.seed, weight_decay=0.01, log_every=25,
-                          max_grad_norm=1.0)
-        trainer = Trainer(cfg, data, model, processor, progress=_StageProgress(say, stage.name))
-        result = trainer.run()
-        model = trainer.model
-        for i, loss in enumerate(result.losses):
-            curves.append({"step": step0 + i + 1, "stage": stage.name, "loss": loss})
-        step0 += result.steps
-        record["stages"].append({"name": stage.name, "data": stage.data, "examples": len(data),
-                                 "steps": result.steps, "lr": stage.lr, "seconds": round(time.monotonic() - t0, 1),
-                                 "first_loss": result.losses[0], "last_loss": result.losses[-1]})
-        record["timings"][f"sft/{stage.name}"] = round(time.monotonic() - t0, 1)
+        stage_dir = work / "sft" / stage.name
+        done = _stage_done(stage_dir, stage)
+        if done is not None:  # a resumed build: this stage finished before
+            say(f"stage {stage.name}: trained before ({stage.steps} steps), reusing {stage_dir / 'model'}")
+            model = load(stage_dir / "model", progress=None).model
+            losses, seconds, n_examples = [x[1] for x in done["losses"]], done["seconds"], done["examples"]
+            points = done["losses"]
+        else:
+            data = [e for name in stage.data for e in examples_of(name)]
+            cfg = TrainConfig(model=str(init), output_dir=str(stage_dir), finetune="full",
+                              learning_rate=stage.lr, warmup_steps=stage.warmup, max_steps=stage.steps,
+                              batch_size=plan.batch_size, seed=plan.seed, weight_decay=0.01, log_every=25,
+                              max_grad_norm=1.0)
+            trainer = Trainer(cfg, data, model, processor, progress=_StageProgress(say, stage.name))
+            result = trainer.run()
+            model = trainer.model
+            losses, seconds, n_examples = result.losses, round(time.monotonic() - t0, 1), len(data)
+            points = [[i + 1, loss] for i, loss in enumerate(losses)]
+            (stage_dir / "losses.json").write_text(json.dumps(
+                {"steps": stage.steps, "losses": points, "seconds": seconds, "examples": n_examples}))
+        for step, loss in points:
+            curves.append({"step": step0 + step, "stage": stage.name, "loss": loss})
+        step0 += stage.steps
+        record["stages"].append({"name": stage.name, "data": stage.data, "examples": n_examples,
+                                 "steps": stage.steps, "lr": stage.lr, "seconds": seconds,
+                                 "first_loss": losses[0], "last_loss": losses[-1]})
+        record["timings"][f"sft/{stage.name}"] = seconds
     record["curve"] = curves
+    record["data"] = {name: stats(trajs[name], examples.get(name, [])).as_dict() for name in trajs}
     final = work / "sft" / plan.stages[-1].name / "model"
     write_agent_info(final)  # the prompts it was trained with, which the agent reads from the folder
 

@@ -29,15 +29,15 @@ follow_notebook_session(lambda: SESSION)  # read at call time: a test may put a 
 
 def load(spec: str | None = None, *, quantization: str | None = None, endpoint: str | None = None,
          api_key_env: str | None = None, adapter: str | None = None) -> Any:
-    """Load a model for the runs of this session (None or "demo": the bundled hand-written demonstration,
-    replayed; "default": the trained default agent; "replay:PATH": a replay)."""
+    """Load a model for the runs of this session (None or "default": the shipped default agent; "demo": the
+    bundled hand-written demonstration, replayed; "replay:PATH": a replay)."""
     from ..models.loader import load_model
 
     args = {"spec": spec, "endpoint": endpoint, "api_key_env": api_key_env, "quantization": quantization,
             "adapter": adapter}
     extra: dict[str, Any] = {}
-    if spec is not None and spec != "demo" and not spec.startswith("replay:") and not endpoint \
-            and not spec.startswith(("http://", "https://")):
+    if spec is None or (spec != "demo" and not spec.startswith("replay:") and not endpoint
+                        and not spec.startswith(("http://", "https://"))):
         extra["progress"] = _progress  # the HF loader's steps, as plain output rather than red stderr
     model = load_model(spec, endpoint=endpoint, api_key_env=api_key_env, quantization=quantization,
                        adapter=adapter, **extra)
@@ -100,7 +100,7 @@ def status() -> dict[str, Any]:
     if torch is not None and torch.cuda.is_available():
         memory["gpu_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
     tools = {mode: SESSION.tools.names(mode) for mode in MODES}
-    return {"model": model or "(none loaded: the bundled demo model loads on the first ask)",
+    return {"model": model or "(none loaded: the default agent loads on the first ask)",
             "memory": memory, "tools": tools, "tool_source": SESSION.tools.source,
             "tool_settings": SESSION.tools.settings, "cache": _cache_status(), "runs": len(SESSION.runs),
             "runs_dir": str(SESSION.runs_dir)}

@@ -42,8 +42,8 @@ def _parser(name: str, description: str | None = None) -> _ArgParser:
 # What each subcommand does, for `%r1v4 help` and each `--help`.
 DESCRIPTIONS: dict[str, str] = {
     "load": "load the session's model: a local folder, a hub id, 'tiny' (random weights, for tests), "
-            "replay:FILE, 'default' (the agent trained by r1v4-nb build-demo-model), --endpoint URL; "
-            "nothing or 'demo': the bundled hand-written demonstration, replayed",
+            "replay:FILE, demo (the hand-written demonstration, replayed), --endpoint URL; "
+            "nothing or 'default': the default agent (a tiny model trained by r1v4-nb build-demo-model)",
     "status": "the model, memory, the tools each mode gets, the tool cache (a table; --json for JSON)",
     "tools": "show the tools (a table; --json for JSON), or: enable NAME | disable NAME | "
              "set NAME key=value ... | source auto|live|replay | reset",
