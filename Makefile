@@ -32,12 +32,13 @@ setup: $(STAMP)
 extension: setup
 	$(BIN)/python scripts/labextension.py build
 
-# Two hand-written demonstrations, replayed with live tools: general (crop and read), then deepresearch
-# (crop, reverse image search, read pages, search; over the offline demo world, generated on first use).
+# The trained default agent (a tiny Qwen3-VL-MoE built by `r1v4-nb build-demo-model`) deciding live, with
+# live tools: on the default task, then on a task generated with another seed. The hand-written
+# demonstrations are replayed by `r1v4-nb demo --replay [--mode deepresearch]`.
 demo: setup
 	$(BIN)/r1v4-nb demo
 	@echo
-	$(BIN)/r1v4-nb demo --mode deepresearch
+	$(BIN)/r1v4-nb demo --seed 7
 
 # Browser tests drive Debian's chromium; install it when missing (CI runs as root).
 browser:

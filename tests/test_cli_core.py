@@ -20,7 +20,7 @@ def cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Completed
 
 def test_demo_prints_steps_and_writes_a_trajectory(tmp_path: Path) -> None:
     out = tmp_path / "demo.jsonl"
-    r = cli("demo", "--replay-tools", "--out", str(out), cwd=tmp_path)
+    r = cli("demo", "--replay", "--replay-tools", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "hand-written demonstration" in r.stdout
     assert "step 1 · tool code" in r.stdout and "answer: 1897" in r.stdout

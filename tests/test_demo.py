@@ -1,4 +1,4 @@
-"""The bundled DeepResearch demonstration: `r1v4-nb demo --mode deepresearch` with live tools over the world.
+"""The bundled DeepResearch demonstration: `r1v4-nb demo --replay --mode deepresearch` with live tools over the world.
 
 The world is generated once into a temporary cache folder (about 10 s), as on a user's first run.
 """
@@ -30,7 +30,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     home = tmp_path_factory.mktemp("demo")
     cache, out = home / "cache", home / "dr.jsonl"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "R1V4_CACHE": str(cache)}
-    r = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "demo", "--mode", "deepresearch", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "demo", "--replay", "--mode", "deepresearch", "--out", str(out)],
                        cwd=home, capture_output=True, text=True, env=env, timeout=300)
     return r, out, cache
 

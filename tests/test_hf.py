@@ -253,3 +253,16 @@ def test_incremental_detokenizer_equals_a_full_decode_at_every_token(moe):
     for n, token in enumerate(ids, start=1):
         assert detok.add(token) == tok.decode(ids[:n], skip_special_tokens=True), n
     assert detok.base > 0  # it did split, so later steps decode only the tail
+
+
+def test_a_reply_that_ends_on_eos_keeps_its_last_characters(moe, image, monkeypatch):
+    """The tail held back while watching for stop strings is sent when the model ends the turn itself."""
+    import r1v4_nb.models.hf as hf
+
+    tok = moe.processor.tokenizer
+    script = tok("<answer>X7</answer>", add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
+    tokens = iter(script)
+    monkeypatch.setattr(hf, "_sample", lambda logits, settings, gen: next(tokens))
+    deltas = list(moe.stream(_ask(image), stop=["</tool_call>", "</code>", "<observation>"], settings=GREEDY))
+    assert "".join(d.text for d in deltas) == "<answer>X7</answer>"
+    assert deltas[-1].finish_reason == "stop"

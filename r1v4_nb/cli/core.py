@@ -14,6 +14,8 @@ from ..errors import R1V4Error, UsageError
 from ..modes import mode_names
 from .printer import Printer
 
+DEMO_SEED = 2026  # the default task of `r1v4-nb demo`
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the agent on a question about image(s)")
@@ -36,11 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
     p.set_defaults(func=cmd_rerun)
 
-    p = sub.add_parser("demo", help="the main job: the agent on a bundled example, step by step")
+    p = sub.add_parser("demo", help="the main job: the default agent, live, on a generated task, step by step")
     p.add_argument("--mode", default="general", choices=["general", "deepresearch"],
-                   help="general: crop and read a plaque (code tool); deepresearch: crop, reverse image search, "
-                   "read pages and search over the offline demo world (all four tools)")
-    p.add_argument("--replay-tools", action="store_true", help="replay the tools from the record too")
+                   help="general: find the named plaque, crop and zoom it with code, read it; deepresearch: crop "
+                   "the inset, reverse image search it, read its page over the offline demo world")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"generate the task with this seed (default {DEMO_SEED}: the default task)")
+    p.add_argument("--model", default="default", help="the model to run live (default: the trained default agent)")
+    p.add_argument("--replay", action="store_true",
+                   help="instead: the hand-written demonstration, replayed (its model turns are a recording)")
+    p.add_argument("--replay-tools", action="store_true", help="with --replay: replay the tools from the record too")
     p.add_argument("--out", default=None, help="where to write the trajectory (default runs/demo-<id>.jsonl)")
     p.set_defaults(func=cmd_demo)
 
@@ -103,6 +110,45 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The default agent deciding live on a generated task; `--replay` for the hand-written demonstrations."""
+    if args.replay:
+        return _replay_demo(args)
+    if args.replay_tools:
+        raise UsageError("--replay-tools goes with --replay (a live demo runs its tools live)")
+    from ..agent import Agent, Budgets
+    from ..models.base import GenerationSettings
+    from ..models.loader import load_model
+    from ..tools.registry import default_tools
+    from ..trajectory import new_id
+    from ..world.tasks import write_tasks
+
+    seed = DEMO_SEED if args.seed is None else args.seed
+    kind = "zoom" if args.mode == "general" else "interleaved"
+    folder = Path("runs") / f"demo-task-{kind}-{seed}"
+    if args.mode == "deepresearch":
+        from ..world import ensure_world
+
+        ensure_world(quiet=False)
+    (task,) = write_tasks(folder / "tasks.jsonl", kind, seed, 1, split="demo")
+    model = load_model(args.model)
+    print(f"r1v4-nb demo: {model.describe().get('name')} decides live, with live tools, on a {kind} task "
+          f"generated with seed {seed} (nothing is replayed).")
+    print(f"task: {task.question}  image: {folder / task.images[0]}\n")
+    agent = Agent(model, tools=default_tools(args.mode), mode=args.mode,
+                  budgets=Budgets(max_steps=6, max_tool_calls=4, max_tokens_per_turn=160),
+                  settings=GenerationSettings(temperature=0.0))
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{new_id()}.jsonl"
+    agent.subscribe(Printer(max_obs_chars=1200))
+    result = agent.collect(agent.run(task.question, [folder / task.images[0]], out=out,
+                                     meta={"source": "r1v4-nb demo", "task": task.id, "gold": task.answer}))
+    verdict = ("correct" if result.answer == task.answer else "wrong") if result.answer is not None else "no answer"
+    print(f"\nanswer: {result.answer!r}   gold: {task.answer!r}   ({verdict})")
+    print(f"trajectory written to {result.path}; open it:  r1v4-nb show {result.path}")
+    return 0 if result.answer is not None else 1
+
+
+
+def _replay_demo(args: argparse.Namespace) -> int:
     from ..agent import Agent
     from ..models.replay import DEMO_TRAJECTORIES, demo_model
     from ..runs import WORLD_TOOLS, recorded_tools
