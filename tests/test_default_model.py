@@ -74,7 +74,7 @@ def _solve_fixed_seed_zoom_tasks(tmp_path: Path, n: int = 10) -> list[tuple[obje
     from r1v4_nb.world.tasks import write_tasks
 
     model = load_model("default")
-    assert isinstance(model, HFModel) and model.prompts == PROMPTS
+    assert isinstance(model, HFModel) and model.prompts == PROMPTS and model.name.startswith("default agent")
     tasks = write_tasks(tmp_path / "tasks.jsonl", "zoom", 4242, n)
     tool = CodeTool()
     out = []
@@ -122,7 +122,8 @@ def test_demo_runs_the_default_agent_live_on_the_default_task_and_another_seed(t
         r = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "demo", *extra, "--out", str(out)], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "decides live" in r.stdout and "nothing is replayed" in r.stdout
+        assert "default agent (tiny Qwen3-VL-MoE" in r.stdout and "decides live" in r.stdout
+        assert "nothing is replayed" in r.stdout
         assert "recording" not in r.stdout and "hand-written" not in r.stdout
         assert "step 1 · tool code" in r.stdout and "answer: '" in r.stdout
         from r1v4_nb.trajectory import read

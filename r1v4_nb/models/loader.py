@@ -78,7 +78,9 @@ def load_model(
     if spec is None or spec == "default":
         from .default import default_model_path
 
-        return load(default_model_path(), quantization=quantization, adapter=adapter, **kw)
+        model = load(default_model_path(), quantization=quantization, adapter=adapter, **kw)
+        model.name = "default agent (tiny Qwen3-VL-MoE trained by r1v4-nb build-demo-model)"
+        return model
     if spec in TINY:
         model = load(tiny_model_path(TINY[spec]), quantization=quantization, adapter=adapter, **kw)
         model.name = f"{spec} (random weights, for tests)"  # it writes noise: every view that names it says so
