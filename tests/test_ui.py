@@ -683,3 +683,19 @@ def test_finished_cards_render_once_and_a_replay_renders_nothing_before_its_view
     card["obs"]["images"][0]["sha"] = "a" * 64
     with_image = render.render_card(card, 7, {"a" * 64: im})
     assert "data:image" not in empty and "data:image" in with_image
+
+
+def test_the_tutorials_in_git_reopen_cleanly():
+    """No widget output (its model died with the kernel that ran it) and no saved widget state; each run view
+    is there as its static copy (02 and 03 show their runs as cards)."""
+    folder = Path(__file__).resolve().parent.parent / "notebooks"
+    for path in sorted(folder.glob("0[1-5]-*.ipynb")):  # the tutorials this project saves with build_notebooks
+        nb = json.loads(path.read_text())
+        assert "widgets" not in nb["metadata"], path.name
+        outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+        assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], path.name
+    for name in ("02-thinking-with-images.ipynb", "03-deepsearch.ipynb"):
+        nb = json.loads((folder / name).read_text())
+        html = "".join("".join(o["data"]["text/html"]) for c in nb["cells"] for o in c.get("outputs", [])
+                       if "text/html" in o.get("data", {}))
+        assert "data-r1v4-snapshot" in html and html.count('class="r1v4-card r1v4-tool"') >= 3, name

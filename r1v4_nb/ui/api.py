@@ -7,10 +7,11 @@ loaded model, the tool configuration, the runs so far) lives in `SESSION`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,33 @@ def load(spec: str | None = None, *, quantization: str | None = None, endpoint: 
     if spec is None or (spec != "demo" and not spec.startswith("replay:") and not endpoint
                         and not spec.startswith(("http://", "https://"))):
         extra["progress"] = _progress  # the HF loader's steps, as plain output rather than red stderr
-    model = load_model(spec, endpoint=endpoint, api_key_env=api_key_env, quantization=quantization,
-                       adapter=adapter, **extra)
+    with quiet_progress_bars():
+        model = load_model(spec, endpoint=endpoint, api_key_env=api_key_env, quantization=quantization,
+                           adapter=adapter, **extra)
     SESSION.model, SESSION.load_args = model, args
     from .debugger import OPEN
 
     for dbg in list(OPEN):  # a debugger on the page now offers the model as a fork's continuation
         dbg.refresh_models()
     return model
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """No tqdm bars from transformers while loading: in a notebook they are widgets, and after a reopen a
+    widget is a "model not found" line. The loader's own steps (`_progress`) say what is happening instead."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _progress(message: str) -> None:
@@ -263,7 +283,7 @@ def ask(question: str, images: Sequence[Any] = (), *, mode: str | None = None, m
     if recorded is not None:
         differs = _differs(recorded, question, resolved, mode)
         if differs and not recording:
-            raise UsageError(f"the loaded model is a recording ({model.describe().get('name')}) of the question "
+            raise UsageError(f"the loaded model, {model.describe().get('name')}, is a recording of the question "
                              f"{_short(recorded.question)!r}; it cannot answer {differs}. Load a model that "
                              "generates (%r1v4 load MODEL, or --endpoint URL), or add --recording to replay the "
                              "recording under a banner")

@@ -149,7 +149,6 @@ class Debugger(w.VBox):
         source = f": {esc(traj.path.name)}" if traj.path else ""
         self.header = w.HTML(f'{hide_snapshot(self.key)}<div class="r1v4-run"><style>{CSS}</style>'
                              f'<div class="r1v4-pane-title">Step-through debugger{source}</div>'
-                             + (f'<div class="r1v4-path">file: {esc(traj.path)}</div>' if traj.path else "")
                              + f'{render_header(self.state)}'
                              f'{render_card(self.state.cards[0], 0, self.state.images)}</div>')
         self.step_list = w.Select(options=[(step_label(s), s.index) for s in traj.steps], rows=min(12, max(2, n)),

@@ -82,7 +82,7 @@ CSS = """
 .r1v4-fig{margin:0;font-size:11px;color:var(--jp-ui-font-color2,#57606a)}
 .r1v4-crop{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .r1v4-src{position:relative;display:inline-block}
-.r1v4-box{position:absolute;border:2px solid #ef4444;box-shadow:0 0 0 1px #fff;pointer-events:none}
+.r1v4-box{position:absolute;box-sizing:border-box;border:2px solid #ef4444;box-shadow:0 0 0 1px #fff;pointer-events:none}
 .r1v4-arrow{font-size:20px;color:#ef4444}
 .r1v4-results{margin:4px 0 0 0;padding:0;list-style:none}
 .r1v4-results li{margin:4px 0;padding:4px 8px;border:1px solid var(--jp-border-color3,#eaeef2);border-radius:4px}
@@ -130,10 +130,11 @@ CSS = """
 """
 
 # A saved notebook reopened without the kernel that drew it: JupyterLab draws each widget output as one line,
-# "Error displaying widget: model not found" (the renderer's node holds that text and no element). Where the
-# static snapshot of the same view follows in the cell's outputs, that line says nothing the snapshot does not
-# show better, so the snapshot hides it. A live widget has elements in its node and is never hidden.
-DEAD_WIDGET_CSS = (".jp-OutputArea-child:has(> .jupyter-widgets:not(:has(*))):has(~ .jp-OutputArea-child "
+# "Error displaying widget: model not found"; only then does the renderer's own node get the class
+# `jupyter-widgets` (a live widget's node does not). Where the static snapshot of the same view follows in the
+# cell's outputs, that line says nothing the snapshot does not show better, so the snapshot hides it.
+# (`:has()` cannot be nested, so the test is on that class, not on the node having no elements.)
+DEAD_WIDGET_CSS = (".jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets):has(~ .jp-OutputArea-child "
                    "[data-r1v4-snapshot]){display:none}")
 
 

@@ -70,6 +70,10 @@ class TrainPanel(Progress):
         self._min_interval = min_interval_s
         self._pending: StepMetrics | None = None
 
+    def note(self, message: str) -> None:
+        """A step before training starts (loading the model), shown on the status line."""
+        self.status.value = html.escape(message)
+
     def stop(self) -> None:
         self.stop_event.set()
         self.stop_button.disabled = True
@@ -150,8 +154,11 @@ class TrainJob:
         self._thread.start()
 
     def _run(self, target: Any) -> None:
+        from .api import quiet_progress_bars
+
         try:
-            self.result = target()
+            with quiet_progress_bars():  # the panel is the progress; no loader bars (widgets) under it
+                self.result = target()
         except BaseException as exc:  # handed to wait()
             self.error = exc
             self.panel.failed(exc)
@@ -182,7 +189,20 @@ def start_training(config: Any, data: Any = None, model: Any = None, panel: Trai
     if data is None:
         check_data(cfg)
     panel = panel or TrainPanel()
-    return TrainJob(lambda: train(cfg, data, model=model, progress=panel, stop_event=panel.stop_event), panel)
+
+    def run() -> Any:
+        loaded = model
+        if loaded is None:  # loaded here so its steps go to the panel's status line, not to red stderr
+            from ..models.hf import load
+
+            if not cfg.model:
+                raise UsageError("no model to train: set model = PATH (a local folder or hub id)")
+            hf = load(cfg.model, quantization=cfg.quantization, max_pixels=cfg.max_pixels or None,
+                      progress=panel.note)
+            loaded = (hf.model, hf.processor)
+        return train(cfg, data, model=loaded, progress=panel, stop_event=panel.stop_event)
+
+    return TrainJob(run, panel)
 
 
 def check_data(cfg: Any) -> None:
