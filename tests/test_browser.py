@@ -401,9 +401,7 @@ def test_saved_notebook_shows_the_run_without_a_kernel(page, lab):
     assert dead >= 5 and seen == []  # the models are gone, and no "model not found" line is shown for them
     shown = page.locator("[data-r1v4-snapshot]:visible")
     assert shown.count() >= 5  # the four run views and the debugger, drawn from their static copies
-    final = page.locator("[data-r1v4-snapshot] .r1v4-final pre").first
-    final.scroll_into_view_if_needed()
-    assert final.inner_text() == "1897"
+    page.locator("[data-r1v4-snapshot] .r1v4-final pre:text-is('1897')").first.wait_for(timeout=30_000)
     page.locator("[data-r1v4-snapshot]").last.scroll_into_view_if_needed()
     _shot(page, "browser-reopened-debugger.png")
 
@@ -530,8 +528,10 @@ def test_every_view_reads_after_save_shutdown_reopen(page2, lab):
 def test_the_tutorials_as_committed_open_with_their_card_views(page2, lab, name):
     _open(page2, f"{lab['url']}/lab/tree/{name}?reset")
     dead, seen = _dead_widget_lines(page2)
+    page2.locator(".r1v4-card").first.scroll_into_view_if_needed()
+    _shot(page2, f"browser-tutorial-{name[:2]}.png")
     assert dead == 0 and seen == []  # saved without widget outputs: nothing to say "model not found"
-    cards = page2.locator("[data-r1v4-snapshot] .r1v4-card")
+    cards = page2.locator(".r1v4-card")
     assert cards.count() >= 5
     if name.startswith("05"):
         heads = page2.locator(".r1v4-cmp-col")
