@@ -485,7 +485,7 @@ def test_help_status_and_the_train_controls(page2):
     assert "{" not in status.inner_text()
     load_out = _cell(page2, 13).locator(".jp-OutputArea")
     assert load_out.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0  # not pink
-    assert "loaded: tiny-dense (random weights, for tests)" in load_out.inner_text()
+    load_out.locator("text=loaded: tiny-dense (random weights, for tests)").wait_for(timeout=60_000)
     status.scroll_into_view_if_needed()
     _shot(page2, "browser-status-table.png")
     panel.scroll_into_view_if_needed()
