@@ -180,3 +180,33 @@ def test_ddgs_rows_rate_limits_and_empty_results(tmp_path):
                           backoff=0.0, retries=2, cache=ToolCache(None, "off"))
     assert tool.run({"queries": ["a"]}, ctx(tmp_path)).error.startswith("ddgs is rate-limited after 2 tries")
     assert "No results." in tool.run({"queries": ["b"]}, ctx(tmp_path)).text
+
+
+def test_pages_with_every_term_come_first_and_the_tiers_widen_only_when_short(tmp_path):
+    pages = [Page(f"https://t.example/{i}", f"page {i}", text) for i, text in enumerate([
+        "amber quartz basalt", "amber quartz", "amber basalt", "quartz basalt", "amber amber amber amber",
+        "quartz", "unrelated words only"])]
+    corpus = Corpus.build(pages, tmp_path / "c.sqlite")
+    one = [h["url"] for h in corpus.search("amber quartz basalt", k=1)]
+    assert one == ["https://t.example/0"]  # the only page with every term
+    four = [h["url"] for h in corpus.search("amber quartz basalt", k=4)]
+    assert four[0] == "https://t.example/0" and set(four[1:]) == {f"https://t.example/{i}" for i in (1, 2, 3)}
+    every = corpus.search("amber quartz basalt", k=10)
+    assert len(every) == 6 and "https://t.example/6" not in [h["url"] for h in every]
+    # the widest tier and the exhaustive query rank the same pages the same way
+    assert every == corpus.search("amber quartz basalt", k=10, exhaustive=True)
+    # snippets are made for the pages kept, whichever tier they came from
+    assert {h["url"]: h["snippet"] for h in every}["https://t.example/0"] == "amber quartz basalt"
+    assert all(h["snippet"] for h in every)
+
+
+def test_tiers_rank_as_the_any_term_query_does():
+    from r1v4_nb.tools.backends.corpus import _tiers, query_terms
+
+    phrases = query_terms("amber quartz basalt")
+    tiers = _tiers(phrases)
+    assert tiers[0] == '"amber" AND "quartz" AND "basalt"' and tiers[-1] == fts_query("amber quartz basalt")
+    middle = tiers[1]
+    # each term appears equally often in the all-but-one tier, so BM25 scales every page alike
+    assert all(middle.count(p) == 2 for p in phrases)
+    assert _tiers(['"x"']) == ['"x"'] and len(_tiers(query_terms("a1 b2 c3 d4 e5 f6"))) == 2
