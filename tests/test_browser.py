@@ -4,30 +4,16 @@ Debian's chromium. One JupyterLab start for the module; screenshots go to test-a
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_support import ARTIFACTS, CHROMIUM, LAUNCH_FLAGS, running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 TUTORIALS = ("02-thinking-with-images.ipynb", "03-deepsearch.ipynb", "05-small-sft.ipynb")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _notebook(folder: Path, hostile: Path, demo: Path, photo: Path) -> Path:
@@ -125,40 +111,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     hostile = hostile_run(folder)
     photo = folder / "street.png"  # the user's name for the picture; the store names it by hash
     shutil.copy(read(DEMO_TRAJECTORY).header.images[0].path, photo)
-    news = folder / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     for name in TUTORIALS:  # the tutorials as committed, to open as a reader would
         shutil.copy(ARTIFACTS.parent / "notebooks" / name, folder / name)
     nb = _notebook(folder, hostile, DEMO_TRAJECTORY, photo)
     second = _first_hour(folder, hostile, photo, tiny_model_path(False))
-    port = _free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-           "JUPYTER_CONFIG_DIR": str(folder / "config"), "JUPYTERLAB_WORKSPACES_DIR": str(folder / "ws")}
-    log = open(folder / "lab.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.root_dir={folder}", "--IdentityProvider.token=", "--ServerApp.password=",
-         "--ServerApp.disable_check_xsrf=True", "--allow-root", f"--LabApp.workspaces_dir={folder / 'ws'}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"JupyterLab did not start; see {folder / 'lab.log'}")
-            time.sleep(0.5)
-    yield {"url": url, "notebook": nb, "second": second, "folder": folder, "hostile": hostile}
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_lab(folder, folder) as lab:
+        yield {"url": lab["url"], "notebook": nb, "second": second, "folder": folder, "hostile": hostile}
 
 
 @pytest.fixture(scope="module")

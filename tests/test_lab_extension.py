@@ -1,7 +1,7 @@
 """The JupyterLab extension (extensions/) and its server extension (r1v4_nb/ui/labserver.py).
 
 First the server side on its own (path confinement, the runs list, incremental cards), then the whole thing
-in a real JupyterLab driven by Debian's chromium (the harness of tests/test_browser.py), started with a token
+in a real JupyterLab driven by Debian's chromium (the harness in tests/lab_support.py), started with a token
 so that unauthenticated requests can be tried. Screenshots go to test-artifacts/lab-*.png.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from lab_support import ARTIFACTS, CHROMIUM, LAUNCH_FLAGS, running_lab
 
 from r1v4_nb.agent import Agent
 from r1v4_nb.images import Image, Provenance
@@ -220,7 +221,6 @@ def _get(url: str, token: str | None = TOKEN) -> tuple[int, dict[str, str], byte
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     import nbformat
-    from test_browser import CHROMIUM, _free_port
     from test_ui import hostile_run
 
     if not Path(CHROMIUM).exists():
@@ -247,37 +247,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# runs")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / "analysis.ipynb")
-    news = base / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    port = _free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-           "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTERLAB_WORKSPACES_DIR": str(base / "ws")}
-    log = open(base / "lab.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.root_dir={folder}", f"--IdentityProvider.token={TOKEN}", "--allow-root",
-         f"--LabApp.workspaces_dir={base / 'ws'}"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while _get(f"{url}/api/status")[0] != 200:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start; see {base / 'lab.log'}")
-        time.sleep(0.5)
-    yield {"url": url, "folder": folder, "base": base, "runs": runs, "env": env}
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_lab(folder, base, token=TOKEN) as lab:
+        yield {"url": lab["url"], "folder": folder, "base": base, "runs": runs, "env": lab["env"]}
 
 
 @pytest.fixture(scope="module")
 def page(lab):
     from playwright.sync_api import sync_playwright
-    from test_browser import ARTIFACTS, CHROMIUM, LAUNCH_FLAGS
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -292,7 +268,6 @@ def page(lab):
 
 
 def _shot(page, name: str) -> None:
-    from test_browser import ARTIFACTS
 
     page.screenshot(path=str(ARTIFACTS / name), full_page=False)
 
