@@ -110,10 +110,10 @@ def make_model(out: str | Path, tokenizer: Any, seed: int = 0, *, hidden: int = 
                experts: int = 4, vision_depth: int = 2) -> Path:
     """A freshly initialised Qwen3-VL-MoE folder (text hidden 128, 2 layers, 4 experts top-2; vision
     depth 2, patch 16, merge 2), with `tokenizer`, a 128 px image processor and the agent prompts."""
-    import torch
     from transformers import Qwen2VLImageProcessorPil, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 
     from .processor import build_processor
+    from .tiny import save_random_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,12 +134,7 @@ def make_model(out: str | Path, tokenizer: Any, seed: int = 0, *, hidden: int = 
         text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = Qwen3VLMoeForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.bos_token_id = None
-    model.save_pretrained(out)
+    save_random_model(Qwen3VLMoeForConditionalGeneration, config, ids, seed, out)
     image_processor = Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2,
                                                size={"shortest_edge": VIEW_PIXELS, "longest_edge": VIEW_PIXELS})
     build_processor(image_processor, tokenizer, CHAT_TEMPLATE).save_pretrained(out)

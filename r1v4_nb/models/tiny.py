@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -151,7 +155,6 @@ def make_tiny_model(
 
     if hidden % 64:
         raise UsageError(f"tiny model hidden width {hidden} is not a multiple of 64; bitsandbytes on CPU needs that")
-    import torch
     from transformers import (
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
@@ -177,18 +180,25 @@ def make_tiny_model(
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = model_cls(config).eval()
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.bos_token_id = None
-    model.save_pretrained(out)
+    save_random_model(model_cls, config, ids, seed, out)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     processor = make_processor(tokenizer, chat_template=chat_template)
     processor.save_pretrained(out)
     (out / "r1v4_tiny.json").write_text(json.dumps({"moe": moe, "seed": seed, "hidden": hidden, "layers": layers}))
     return out
+
+
+def save_random_model(model_cls: type[PreTrainedModel], config: PretrainedConfig, ids: dict[str, int], seed: int, out: Path) -> None:
+    """Random weights from `seed`, generation ending at <|im_end|>, saved as a normal model folder."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(out)
 
 
 def make_processor(tokenizer, min_pixels: int = 32 * 32, max_pixels: int = 256 * 256, chat_template: str | None = None):
