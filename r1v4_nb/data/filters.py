@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,13 +80,14 @@ def recrops(traj: Trajectory, iou: float = 0.9) -> int:
     return count
 
 
-class Filter:
+class Filter(ABC):
     """One curation rule: `reason(traj)` says why to drop a trajectory, or None to keep it."""
 
     name = "filter"
 
+    @abstractmethod
     def reason(self, traj: Trajectory) -> str | None:
-        raise NotImplementedError
+        """Why `traj` is dropped, or None to keep it."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
