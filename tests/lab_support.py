@@ -1,0 +1,78 @@
+"""A headless JupyterLab for the browser tests (test_browser.py, test_lab_extension.py), started once per
+module on a free loopback port with its own config and workspaces folders, so no user state leaks in."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+__all__ = ["ARTIFACTS", "CHROMIUM", "LAUNCH_FLAGS", "free_port", "running_lab"]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url: str, token: str) -> int:
+    req = urllib.request.Request(f"{url}/api/status", headers={"Authorization": f"token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not listening yet
+
+
+@contextmanager
+def running_lab(root: Path, state: Path, token: str = "", wait_s: float = 90) -> Iterator[dict]:
+    """JupyterLab serving `root`, its config and workspaces under `state`; yields its url and environment.
+
+    An empty token means no authentication (and no XSRF check), as the notebook tests drive it; a token makes
+    the server demand it, for tests of what an unauthenticated request gets."""
+    news = state / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+           "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTERLAB_WORKSPACES_DIR": str(state / "ws")}
+    auth = ([f"--IdentityProvider.token={token}"] if token else
+            ["--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True"])
+    port = free_port()
+    log = open(state / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--ServerApp.root_dir={root}", *auth, "--allow-root", f"--LabApp.workspaces_dir={state / 'ws'}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while _status(url, token) != 200:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"JupyterLab did not start; see {state / 'lab.log'}")
+            time.sleep(0.5)
+        yield {"url": url, "env": env}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
