@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .paths import write_once
+
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp"}
 
@@ -95,13 +97,7 @@ class Image:
             raise ValueError(f"not a readable image ({exc})") from exc
         mime = _MIME.get(fmt, "image/png")
         sha = hashlib.sha256(data).hexdigest()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{sha}{_EXT[mime]}"
-        if not path.exists():
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+        path = write_once(Path(folder) / f"{sha}{_EXT[mime]}", data)
         return cls(path, sha, width, height, mime, provenance or Provenance("input"))
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:

@@ -9,11 +9,12 @@ tools ask here instead of importing it. The package root hands `world.ensure_wor
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["OfflineData", "cache_root", "offline_data", "provide_offline_data"]
+__all__ = ["OfflineData", "cache_root", "offline_data", "provide_offline_data", "write_once"]
 
 
 class OfflineData(Protocol):
@@ -49,3 +50,15 @@ def offline_data() -> OfflineData:
     if _provider is None:  # only reachable when r1v4_nb's own __init__ did not run
         raise RuntimeError("no provider of offline data: import r1v4_nb first")
     return _provider()
+
+
+def write_once(target: Path, data: bytes) -> Path:
+    """Write `data` at `target` unless a file is there already (content-addressed names: the same name
+    means the same bytes). The bytes go to a temporary name unique to this process and thread first, then
+    are renamed into place, so a reader never sees half a file and two writers never share a temporary."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target

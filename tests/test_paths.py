@@ -56,3 +56,17 @@ def test_default_tools_read_the_provided_data(provided, tmp_path):
     assert ImageSearchTool(cache=cache).index().path == world.image_index
     assert len(calls) == 3  # each tool asked once; the world itself was not rebuilt
 
+
+
+def test_write_once_keeps_the_first_file_and_leaves_no_temporary(tmp_path):
+    import threading
+
+    target = tmp_path / "ab" / "same-name.bin"
+    threads = [threading.Thread(target=paths.write_once, args=(target, b"x" * 100_000)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert target.read_bytes() == b"x" * 100_000
+    assert paths.write_once(target, b"other bytes") == target and target.read_bytes() == b"x" * 100_000
+    assert [p.name for p in target.parent.iterdir()] == ["same-name.bin"]

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..paths import write_once
 
 FORMATS = ("jsonl", "json", "tsv", "hf", "parquet")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -381,13 +382,7 @@ class _ImageWriter:
             raise _Bad(f"image does not decode ({type(exc).__name__}: {exc})") from None
         ext = {"jpeg": "jpg"}.get(fmt, fmt)
         digest = hashlib.sha256(data).hexdigest()
-        target = self.folder / digest[:2] / f"{digest}.{ext}"
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
-        return target
+        return write_once(self.folder / digest[:2] / f"{digest}.{ext}", data)
 
     def from_base64(self, text: str) -> Path:
         s = text.strip()

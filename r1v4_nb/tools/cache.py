@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..paths import cache_root
+from ..paths import cache_root, write_once
 from .base import ToolError
 
 MODES = {"read-write": "read-write", "rw": "read-write", "read-only": "read-only", "ro": "read-only",
@@ -150,12 +150,7 @@ class ToolCache:
     def put_blob(self, data: bytes, suffix: str = ".png") -> str:
         """Keep bytes beside the database under their hash; returns the file name."""
         name = hashlib.sha256(data).hexdigest() + suffix
-        target = self.blob_dir / name
-        if not target.exists():
-            self.blob_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+        write_once(self.blob_dir / name, data)
         return name
 
     def blob(self, name: str) -> Path:

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..images import Image
-from ..paths import cache_root
+from ..paths import cache_root, write_once
 from .highlight import highlight_python
 from .sanitize import esc, link
 
@@ -168,10 +167,7 @@ def _thumb_bytes(im: Image, side: int) -> tuple[str, bytes] | None:
         mime, ext = "image/jpeg", ".jpg"
     data = buf.getvalue()
     try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stem.with_name(f"{stem.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, stem.with_suffix(ext))
+        write_once(stem.with_suffix(ext), data)
     except OSError:
         pass  # a read-only cache only costs the next process the encoding again
     return mime, data
