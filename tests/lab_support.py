@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["ARTIFACTS", "CHROMIUM", "LAUNCH_FLAGS", "free_port", "running_lab"]
+__all__ = ["ARTIFACTS", "CHROMIUM", "LAUNCH_FLAGS", "chromium_page", "free_port", "running_lab"]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -76,3 +76,22 @@ def running_lab(root: Path, state: Path, token: str = "", wait_s: float = 90) ->
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextmanager
+def chromium_page(width: int, height: int) -> Iterator:
+    """A page in Debian's headless chromium. Every dialog but "leave page?" is dismissed and kept in
+    `page.dialogs`: an alert() there means a payload ran."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_FLAGS)
+        pg = browser.new_page(viewport={"width": width, "height": height})
+        pg.dialogs = []
+        pg.on("dialog", lambda d: d.accept() if d.type == "beforeunload" else (pg.dialogs.append(d.message),
+                                                                                d.dismiss()))
+        try:
+            yield pg
+        finally:
+            browser.close()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_support import ARTIFACTS, CHROMIUM, LAUNCH_FLAGS, running_lab
+from lab_support import ARTIFACTS, CHROMIUM, chromium_page, running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -121,17 +121,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_FLAGS)
-        pg = browser.new_page(viewport={"width": 1300, "height": 1000})
-        pg.dialogs = []  # any alert() would mean a payload ran
-        pg.on("dialog", lambda d: d.accept() if d.type == "beforeunload" else (pg.dialogs.append(d.message), d.dismiss()))
+    with chromium_page(1300, 1000) as pg:
         _open_and_run_all(pg, f"{lab['url']}/lab/tree/{lab['notebook'].name}?reset")
         yield pg
-        browser.close()
 
 
 def _open(pg, url: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from lab_support import ARTIFACTS, CHROMIUM, LAUNCH_FLAGS, running_lab
+from lab_support import ARTIFACTS, CHROMIUM, chromium_page, running_lab
 
 from r1v4_nb.agent import Agent
 from r1v4_nb.images import Image, Provenance
@@ -253,18 +253,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def page(lab):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 950})
-        pg.dialogs = []  # any alert() would mean a payload ran
-        pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    with chromium_page(1400, 950) as pg:
         pg.goto(f"{lab['url']}/lab?reset&token={TOKEN}")
         pg.wait_for_selector(".jp-DirListing-item", timeout=90_000)
         yield pg
-        browser.close()
 
 
 def _shot(page, name: str) -> None:
