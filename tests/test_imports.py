@@ -4,6 +4,7 @@
 subpackage of r1v4_nb. Every import counts, wherever it sits (module top, inside a function, under
 `TYPE_CHECKING`): a lazy import is still a dependency. A new unit goes into the table (and the doc)
 before it can be imported; an import that points up, or a loop of modules, fails here with its line.
+The tests themselves keep to the package's shape too: a module's tests are found by its path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parent.parent / "r1v4_nb"
+from tests.support import CHECKOUT
+
+PKG = CHECKOUT / "r1v4_nb"
+TESTS = CHECKOUT / "tests"
 UI_LIBS = ("ipywidgets", "IPython", "anywidget", "ipykernel")
 
 # Bottom first. A unit may import units of lower layers and of its own layer (the cycle test keeps
@@ -194,3 +198,34 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing r1v4_nb pulled in: {out.stdout.strip()}"
 
+
+
+# Test files that test no one module or package, each with what it tests instead.
+ACROSS = {
+    "test_imports.py": "the shape of the whole package (this file)",
+    "test_demo.py": "the bundled DeepResearch demonstration end to end: CLI, replay, tools and world",
+    "ui/test_browser.py": "the notebook in a real browser: the ui package's views through JupyterLab",
+}
+
+
+def test_tests_mirror_the_package() -> None:
+    """tests/<path>/test_<module>.py tests r1v4_nb/<path>/<module>.py; test_<package>.py in a package's
+    folder tests the package as a whole. Every folder is a package (test files of the same name in two
+    folders stay apart); shared helpers live in tests/support/."""
+    bad = []
+    for f in sorted(TESTS.rglob("*.py")):
+        rel = f.relative_to(TESTS)
+        folder, name = rel.parent, rel.stem.removeprefix("test_")
+        if rel.parts[0] == "support" or rel.as_posix() in ("conftest.py", *ACROSS):
+            continue
+        if not (TESTS / folder / "__init__.py").is_file():
+            bad.append(f"tests/{folder}/ has no __init__.py")
+        elif rel.name == "__init__.py":
+            if not (PKG / folder).is_dir():
+                bad.append(f"tests/{folder}/ mirrors no folder of r1v4_nb/")
+        elif not rel.name.startswith("test_"):
+            bad.append(f"tests/{rel} is not a test file: shared helpers go in tests/support/")
+        elif not ((PKG / folder / f"{name}.py").is_file() or (folder.parts and folder.name == name)):
+            bad.append(f"tests/{rel} names no module: r1v4_nb/{folder / name}.py is not there "
+                       "(move it beside its module's path, or name what it tests in ACROSS)")
+    assert not bad, "\n".join(bad)

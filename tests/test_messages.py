@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import real_template
 from PIL import Image as PILImage
 
 from r1v4_nb.agent import Agent, Budgets
@@ -36,6 +35,7 @@ from r1v4_nb.records import ModelStep, NoteStep, Observation, ToolStep
 from r1v4_nb.tools.base import Tool, ToolContext
 from r1v4_nb.train.data import RenderError, render_example
 from r1v4_nb.trajectory import read
+from tests.conftest import real_template
 
 SHORT = GenerationSettings(temperature=0.0, max_tokens=2)
 
@@ -215,7 +215,7 @@ def test_an_agent_run_and_its_training_mask_through_both_templates(templated_mod
 def test_text_the_template_rewrites_is_refused_loudly(templated_model_path, pictures, tmp_path) -> None:
     """`<think>x</think><tool_call>` (no newlines) is rendered `<think>\\nx\\n</think>\\n\\n<tool_call>` by the
     real template: the model would be trained on text it never wrote. Ours keeps it."""
-    from trajectory_support import write_sample
+    from tests.support.trajectory import write_sample
 
     traj = read(write_sample(tmp_path / "run.jsonl"))  # turns written '<think>\n..\n</think>\n<tool_call>'
     processor = load_processor(templated_model_path)

@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from trajectory_support import ANSWER, QUESTION, make_png, model, sample_steps, write_sample
 
 from r1v4_nb.images import Image, Provenance
 from r1v4_nb.records import NoteStep, Observation, ToolCall, ToolStep
@@ -27,6 +26,8 @@ from r1v4_nb.trajectory import (
     read,
     write,
 )
+from tests.support import CHECKOUT
+from tests.support.trajectory import ANSWER, QUESTION, make_png, model, sample_steps, write_sample
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ def test_a_file_that_is_not_there(tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[2])
-    from trajectory_support import sample_steps
+    from tests.support.trajectory import sample_steps
     from r1v4_nb.trajectory import Header, TrajectoryWriter
     from pathlib import Path
     path = Path(sys.argv[1])
@@ -185,7 +186,7 @@ CHILD = textwrap.dedent("""
 
 def test_a_writer_killed_mid_run_leaves_a_readable_prefix(tmp_path: Path) -> None:
     path = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(Path(__file__).parent)],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(CHECKOUT)],
                             stdout=subprocess.PIPE, text=True)
     try:
         seen = [proc.stdout.readline().strip() for _ in range(5)]
@@ -288,7 +289,7 @@ def test_context_is_rebuilt_by_the_dialect(run: Path) -> None:
 
 
 def test_the_example_in_the_format_spec_reads(tmp_path: Path) -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "trajectory-format.md").read_text(encoding="utf-8")
+    doc = (CHECKOUT / "docs" / "trajectory-format.md").read_text(encoding="utf-8")
     block = doc.split("## Example", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
     decoder, records, pos = json.JSONDecoder(), [], 0
     while block[pos:].strip():
