@@ -83,8 +83,16 @@ class Image:
         return cls.from_bytes(buf.getvalue(), folder, provenance)
 
     @classmethod
-    def from_bytes(cls, data: bytes, folder: str | Path, provenance: Provenance | None = None) -> Image:
-        """Write encoded image bytes into `folder` under their hash and return the record."""
+    def from_bytes(cls, data: bytes, folder: str | Path, provenance: Provenance | None = None,
+                   max_pixels: int | None = None) -> Image:
+        """Write encoded image bytes into `folder` under their hash and return the record.
+
+        A truncated file opens (its header is whole) but does not decode, so the file is checked whole:
+        a PNG by the CRC of every chunk through IEND (`verify`, about 0.1 ms for an 800x600 crop, where
+        decoding it costs 10 ms on the code tool's reply path), any other format by decoding it. With
+        `max_pixels` the size is checked from the header before anything is read further (a bomb is
+        refused unread).
+        """
         import io
 
         from PIL import Image as PILImage
@@ -92,7 +100,14 @@ class Image:
         try:
             with PILImage.open(io.BytesIO(data)) as im:
                 width, height, fmt = im.width, im.height, im.format or "PNG"
-                im.load()  # a truncated file opens (its header is whole) but does not decode
+                if max_pixels is not None and width * height > max_pixels:
+                    raise OverflowError(f"over the pixel limit of {max_pixels}")
+                if fmt == "PNG":
+                    im.verify()
+                else:
+                    im.load()
+        except OverflowError as exc:
+            raise ValueError(str(exc)) from None
         except Exception as exc:
             raise ValueError(f"not a readable image ({exc})") from exc
         mime = _MIME.get(fmt, "image/png")

@@ -10,7 +10,6 @@ hit or restart.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -154,18 +153,12 @@ class CodeTool(Tool):
         data = worker.read_image(entry["path"])
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            try:
-                with PILImage.open(io.BytesIO(data)) as im:
-                    pixels = im.width * im.height
-            except Exception as exc:
-                raise ValueError(f"not a readable image: {type(exc).__name__}") from None
-        if pixels > self.limits.image_pixels:
-            raise ValueError(f"over the pixel limit of {self.limits.image_pixels}")
+            image = Image.from_bytes(data, worker.outputs_dir, max_pixels=self.limits.image_pixels)
         box = entry.get("box")
         prov = Provenance("code", step=ctx.step, source=entry.get("source"), name=entry["name"])
         if box is not None and not _whole_image(box, entry.get("source"), ctx):
             prov.box = box
-        image = Image.from_bytes(data, worker.outputs_dir, prov)
+        image.provenance = prov
         ctx.register_image(image, entry["name"], os.path.normpath(os.path.join(worker.scratch, entry["path"])))
         return image
 
