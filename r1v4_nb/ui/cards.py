@@ -1,4 +1,4 @@
-"""The state of a run view: a list of JSON-able cards built from the agent's events.
+"""The state of a run view: a list of cards built from the agent's events.
 
 One `RunState` backs every view of a run. It is fed events (live) or a recorded
 trajectory (replayed through the same events), keeps one card per step, and
@@ -12,6 +12,8 @@ Patches (lists, to keep them small):
   ["c", c, html]       set (or add) card c
   ["f", c, html]       set the footer of card c
   ["h", html]          set the header
+
+The cards (`cardtypes.py`) hold the run's records, so the renderer reads the fields the trajectory defines.
 """
 
 from __future__ import annotations
@@ -37,21 +39,24 @@ from ..events import (
     events_of_step,
 )
 from ..images import Image
-from ..records import Segment
-from ..trajectory import Header, Trajectory
+from ..trajectory import End, Header, Trajectory
+from .cardtypes import (
+    STEP_CARDS,
+    Card,
+    EndCard,
+    ErrorCard,
+    LiveSegment,
+    ModelCard,
+    NoteCard,
+    QuestionCard,
+    ToolCard,
+)
+
+__all__ = ["Op", "RunState"]
 
 Op = list[Any]
 
-def image_json(im: Image) -> dict[str, Any]:
-    p = im.provenance
-    d: dict[str, Any] = {"sha": im.sha256, "w": im.width, "h": im.height, "kind": p.kind}
-    if p.source:
-        d["source"] = p.source
-    if p.box:
-        d["box"] = list(p.box)
-    if p.name:
-        d["name"] = p.name
-    return d
+
 
 
 class RunState:
@@ -59,7 +64,7 @@ class RunState:
 
     def __init__(self, listener: Callable[[Op], None] | None = None):
         self.listener = listener
-        self.cards: list[dict[str, Any]] = []
+        self.cards: list[Card] = []
         self.images: dict[str, Image] = {}
         self.run_id = ""
         self.path: str | None = None
@@ -82,10 +87,7 @@ class RunState:
     def from_trajectory(cls, traj: Trajectory, listener: Callable[[Op], None] | None = None) -> RunState:
         """The finished view of a recorded run (built through the same events a live run sends)."""
         st = cls(listener)
-        base = traj.path.parent if traj.path else None
-        header = traj.header.to_json(base)
-        header["path"] = str(traj.path) if traj.path else None
-        st.start_run(header, traj.header)
+        st.start_run(traj.header, str(traj.path) if traj.path else None)
         for step in traj.steps:
             for ev in events_of_step(step):
                 st.apply(ev)
@@ -104,74 +106,68 @@ class RunState:
         if handler is not None:
             handler(self, ev)
 
-    def start_run(self, header: dict[str, Any], parsed: Header | None = None) -> None:
-        self.run_id = str(header.get("id", ""))
-        self.path = header.get("path")
+    def start_run(self, header: Header, path: str | None) -> None:
+        self.run_id = header.id
+        self.path = path
         self.status = "running"
         self.started = time.monotonic()
-        if parsed is None:
-            base = Path(self.path).parent if self.path else None
-            parsed = Header.from_json(header, base)
-        for im in parsed.images:
+        for im in header.images:
             self.images[im.sha256] = im
-        parent = header.get("parent") or None
-        self.fork_step = parent.get("step") if parent else None
-        model = parsed.model or {}
+        self.fork_step = header.parent.get("step") if header.parent else None
+        model = header.model or {}
         if model.get("backend") == "replay":
             self.recording = {"source": Path(str(model.get("source"))).name if model.get("source") else None,
-                              **(parsed.meta.get("recording") or {})}
-        self._add({"type": "question", "text": parsed.question, "mode": parsed.mode,
-                   "model": model.get("name", ""), "path": self.path, "recording": self.recording,
-                   "images": [image_json(im) for im in parsed.images],
-                   "parent": {"id": parent.get("id"), "step": parent.get("step")} if parent else None})
+                              **(header.meta.get("recording") or {})}
+        self._add(QuestionCard(header, self.path, self.recording))
 
     # -- event handlers ---------------------------------------------------------------------------
 
     def _on_started(self, ev: RunStarted) -> None:
-        self.start_run({**ev.header.to_json(ev.path.parent), "path": str(ev.path)})
+        self.start_run(ev.header, str(ev.path))
         self._header()
 
     def _on_turn(self, ev: TurnStarted) -> None:
         self.streamed = 0
-        self._add({"type": "model", "index": ev.index, "segs": [], "done": False,
-                   "recorded": self.recording is not None})
+        self._add(ModelCard(ev.index, self.recording is not None))
 
-    def _model_card(self, index: int) -> tuple[int, dict[str, Any]]:
+    def _model_card(self, index: int) -> tuple[int, ModelCard]:
         if index not in self._by_step:
             self._on_turn(TurnStarted(index))
         c = self._by_step[index]
-        return c, self.cards[c]
+        card = self.cards[c]
+        assert isinstance(card, ModelCard)
+        return c, card
 
     def _on_delta(self, ev: TokenDelta) -> None:
         c, card = self._model_card(ev.index)
         self.streamed += 1
-        segs = card["segs"]
-        if not segs or segs[-1]["closed"] or segs[-1]["kind"] != ev.kind:
-            segs.append({"kind": ev.kind, "text": "", "closed": False})
+        segs = card.segments
+        if not segs or not isinstance(segs[-1], LiveSegment) or segs[-1].kind != ev.kind:
+            segs.append(LiveSegment(ev.kind))
             s = len(segs) - 1
             if self.listener is not None:
                 self._emit(["s", c, s, self._seg_html(card, s)])
         s = len(segs) - 1
         seg = segs[s]
+        assert isinstance(seg, LiveSegment)
         if ev.kind == "tool_call":
             new = self._calls.setdefault((c, s), StreamedCall()).feed(ev.text)
-            seg["text"] += new
         else:
             new = ev.text
-            seg["text"] += new
+        seg.text += new
         if new:
             self._emit(["a", c, s, new])
 
     def _on_segment(self, ev: SegmentClosed) -> None:
         c, card = self._model_card(ev.index)
-        segs = card["segs"]
-        final = segment_json(ev.segment)
-        if segs and not segs[-1]["closed"] and segs[-1]["kind"] == ev.segment.kind:
+        segs = card.segments
+        final = ev.segment
+        if segs and isinstance(segs[-1], LiveSegment) and segs[-1].kind == final.kind:
             s = len(segs) - 1
-            unchanged = segs[s]["text"] == final["text"] and final["kind"] not in ("tool_call", "code", "plan")
+            unchanged = segs[s].text == final.text and final.kind not in ("tool_call", "code", "plan")
             segs[s] = final
             self._calls.pop((c, s), None)
-            if unchanged and final["closed"]:
+            if unchanged:
                 self._emit(["s", c, s, None])  # only the "open" mark goes: the text is already there
                 return
         else:
@@ -183,10 +179,9 @@ class RunState:
     def _on_turn_finished(self, ev: TurnFinished) -> None:
         step = ev.step
         c, card = self._model_card(step.index)
-        final = [segment_json(s) for s in step.segments]
-        same = [(s["kind"], s["text"]) for s in card["segs"]] == [(s["kind"], s["text"]) for s in final]
-        card.update(segs=final, done=True, tokens_in=step.tokens_in, tokens_out=step.tokens_out,
-                    elapsed=step.elapsed_s, finish=step.finish_reason)
+        same = [(s.kind, s.text) for s in card.segments] == [(s.kind, s.text) for s in step.segments]
+        card.segments = list(step.segments)
+        card.step = step
         self.tokens_out += step.tokens_out
         self.tokens_in += step.tokens_in
         self.streamed = 0
@@ -195,30 +190,23 @@ class RunState:
         self._header()
 
     def _on_tool_started(self, ev: ToolStarted) -> None:
-        self._add({"type": "tool", "index": ev.index, "name": ev.call.name, "arguments": ev.call.arguments,
-                   "error": ev.call.error, "done": False, "obs": None})
+        self._add(ToolCard(ev.index, ev.call))
         self._header()
 
     def _on_tool_finished(self, ev: ToolFinished) -> None:
         step = ev.step
         for im in step.observation.images:
             self.images[im.sha256] = im
-        card = {"type": "tool", "index": step.index, "name": step.call.name, "arguments": step.call.arguments,
-                "error": step.call.error, "done": True, "elapsed": step.elapsed_s,
-                "obs": {"text": step.observation.text, "error": step.observation.error,
-                        "images": [image_json(im) for im in step.observation.images],
-                        "data": step.observation.data, "limits": list(step.observation.limits_hit)}}
-        self._set(step.index, card)
+        self._set(step.index, ToolCard(step.index, step.call, step))
 
     def _on_note(self, ev: NoteAdded) -> None:
-        self._set(ev.step.index, {"type": "note", "index": ev.step.index, "text": ev.step.text,
-                                  "reason": ev.step.reason})
+        self._set(ev.step.index, NoteCard(ev.step))
 
     def _on_answered(self, ev: Answered) -> None:
         self.answer = ev.text
 
     def _on_error(self, ev: RunError) -> None:
-        self._add({"type": "error", "text": ev.message, "index": ev.index})
+        self._add(ErrorCard(ev.message, ev.index))
 
     def _on_finished(self, ev: RunFinished) -> None:
         self.status = ev.reason
@@ -229,28 +217,27 @@ class RunState:
             self.tokens_out = int(ev.usage.get("completion_tokens", self.tokens_out))
             self.tokens_in = int(ev.usage.get("prompt_tokens", self.tokens_in))
         self.streamed = 0
-        self._add({"type": "end", "reason": ev.reason, "answer": self.answer, "elapsed": ev.elapsed_s,
-                   "usage": dict(ev.usage or {}), "recorded": self.recording is not None})
+        self._add(EndCard(End(ev.reason, self.answer, ev.elapsed_s, dict(ev.usage or {})),
+                          self.recording is not None))
         self._header()
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
-    def _mark_edited(self, card: dict[str, Any]) -> None:
-        if self.fork_step is not None and card.get("index") == self.fork_step and card["type"] in (
-                "model", "tool", "note"):
-            card["edited"] = True
+    def _mark_edited(self, card: Card) -> None:
+        if self.fork_step is not None and isinstance(card, STEP_CARDS) and card.index == self.fork_step:
+            card.edited = True
 
-    def _add(self, card: dict[str, Any]) -> int:
+    def _add(self, card: Card) -> int:
         self._mark_edited(card)
         self.cards.append(card)
         c = len(self.cards) - 1
-        if "index" in card and card["type"] in ("model", "tool", "note"):
-            self._by_step[card["index"]] = c
+        if isinstance(card, STEP_CARDS):
+            self._by_step[card.index] = c
         if self.listener is not None:
             self._emit(["c", c, self._card_html(c)])
         return c
 
-    def _set(self, index: int, card: dict[str, Any]) -> None:
+    def _set(self, index: int, card: Card) -> None:
         self._mark_edited(card)
         if index in self._by_step:
             c = self._by_step[index]
@@ -275,7 +262,7 @@ class RunState:
 
     @property
     def step_count(self) -> int:
-        return sum(1 for card in self.cards if card["type"] in ("model", "tool", "note"))
+        return sum(1 for card in self.cards if isinstance(card, STEP_CARDS))
 
     @property
     def tokens(self) -> int:
@@ -292,12 +279,12 @@ class RunState:
 
         return render_card(self.cards[c], c, self.images)
 
-    def _seg_html(self, card: dict[str, Any], s: int) -> str:
+    def _seg_html(self, card: ModelCard, s: int) -> str:
         from .render import render_segment
 
-        return render_segment(card["segs"][s], s, bool(card.get("recorded")))
+        return render_segment(card.segments[s], s, card.recorded)
 
-    def _footer_html(self, card: dict[str, Any]) -> str:
+    def _footer_html(self, card: ModelCard) -> str:
         from .render import render_footer
 
         return render_footer(card)
@@ -306,15 +293,6 @@ class RunState:
         from .render import render_header
 
         return render_header(self, live=live)
-
-
-def segment_json(seg: Segment) -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": seg.kind, "text": seg.text, "closed": True}
-    if not seg.closed:
-        d["cut"] = True  # the stream ended inside it
-    if seg.call is not None:
-        d["call"] = {"name": seg.call.name, "arguments": seg.call.arguments, "error": seg.call.error}
-    return d
 
 
 _HANDLERS: dict[type, Callable[[RunState, Any], None]] = {

@@ -12,6 +12,7 @@ from typing import Any
 from ..records import ModelStep, NoteStep, Step, ToolStep
 from ..trajectory import Trajectory
 from .cards import RunState
+from .cardtypes import STEP_CARDS, EndCard, ErrorCard
 from .render import CSS, render_card
 from .sanitize import esc
 
@@ -51,7 +52,7 @@ def same_step(a: Step | None, b: Step | None) -> bool:
 
 
 def _cards_by_step(state: RunState) -> dict[int, int]:
-    return {card["index"]: c for c, card in enumerate(state.cards) if card["type"] in ("model", "tool", "note")}
+    return {card.index: c for c, card in enumerate(state.cards) if isinstance(card, STEP_CARDS)}
 
 
 def _card(state: RunState, by_step: dict[int, int], index: int) -> str:
@@ -62,7 +63,7 @@ def _card(state: RunState, by_step: dict[int, int], index: int) -> str:
 
 
 def _end(state: RunState) -> str:
-    ends = [c for c, card in enumerate(state.cards) if card["type"] in ("end", "error")]
+    ends = [c for c, card in enumerate(state.cards) if isinstance(card, (EndCard, ErrorCard))]
     return "".join(render_card(state.cards[c], c, state.images) for c in ends)
 
 

@@ -22,6 +22,7 @@ from ..images import Image
 from ..records import ModelStep, NoteStep, Observation, Step, ToolStep
 from ..trajectory import Trajectory, run_file
 from .cards import RunState
+from .cardtypes import STEP_CARDS
 from .compare import Comparison
 from .render import (
     CSS,
@@ -140,8 +141,7 @@ class Debugger(w.VBox):
         self.comparisons: list[Comparison] = []
         self.images = trajectory_images(traj)
         self.tag_names = get_dialect(traj.header.dialect).tag_names  # marked in the context pane
-        self._card_of = {card["index"]: c for c, card in enumerate(self.state.cards)
-                         if card["type"] in ("model", "tool", "note")}
+        self._card_of = {card.index: c for c, card in enumerate(self.state.cards) if isinstance(card, STEP_CARDS)}
         n = len(traj.steps)
         last = max(0, n - 1)
         self.key = uuid.uuid4().hex

@@ -174,14 +174,15 @@ def run_state(traj: Trajectory, root: Path, mtime: float) -> Any:
     The question card names the file relative to the root: the browser is not told where the root is.
     """
     from .cards import RunState
+    from .cardtypes import QuestionCard
 
     state = RunState.from_trajectory(traj)
     real_root = Path(os.path.realpath(root))
     if traj.path is not None:
         rel = Path(os.path.realpath(traj.path)).relative_to(real_root).as_posix()
         for card in state.cards:
-            if card.get("type") == "question" and card.get("path"):
-                card["path"] = rel
+            if isinstance(card, QuestionCard) and card.path:
+                card.path = rel
     state.images = {sha: im for sha, im in state.images.items()
                     if _inside(Path(os.path.realpath(im.path)), real_root)}
     if traj.end is None and _recent(mtime):

@@ -1,4 +1,4 @@
-"""The one renderer: cards (from `cards.RunState`) to HTML.
+"""The one renderer: cards (from `cards.RunState`, holding the run's records) to HTML.
 
 The live widget, the debugger and the static export all draw cards with these
 functions, so a run looks the same everywhere. Everything that came from a
@@ -22,6 +22,8 @@ from typing import Any
 
 from ..images import Image
 from ..paths import cache_root, write_once
+from ..records import Observation, Segment
+from .cardtypes import Card, EndCard, ErrorCard, LiveSegment, ModelCard, NoteCard, QuestionCard, ToolCard
 from .highlight import highlight_python
 from .sanitize import esc, link
 
@@ -35,7 +37,6 @@ _thumb_lock = threading.Lock()
 _THUMB_FORMAT = 1  # bump when thumbnails are made differently: old files on disk are then not read
 _cards: OrderedDict[tuple[int, str], str] = OrderedDict()  # finished cards' HTML, by position and content
 _CARDS_KEPT = 4096
-_SHA = re.compile(r'"sha": "([0-9a-f]{64})"')
 _PLACEHOLDER = re.compile(r"\[[^\[\]\n]{1,80}? from [Ss]tep \d+\]")
 _STATUS = {"waiting", "running", "answered", "no_answer", "budget", "cancelled", "error", "unfinished"}
 
@@ -194,28 +195,28 @@ def full_url(im: Image) -> str:
     return thumbnail_url(im, FULL_SIDE)
 
 
-def _img(d: dict[str, Any] | None, images: dict[str, Image], side: int = THUMB_SIDE, cls: str = "r1v4-thumb") -> str:
-    if not d or d.get("sha") not in images:
+def _img(im: Image, images: dict[str, Image], side: int = THUMB_SIDE, cls: str = "r1v4-thumb") -> str:
+    """A thumbnail of `im` when the view holds its image (`images`: the ones it may show), else a note."""
+    if im.sha256 not in images:
         return '<span class="r1v4-badurl">(image missing)</span>'
-    url = thumbnail_url(images[d["sha"]], side)
+    url = thumbnail_url(images[im.sha256], side)
     if not url:
         return '<span class="r1v4-badurl">(image unreadable)</span>'
-    title = f"{d.get('name') or d['sha'][:12]} ({d.get('w')}x{d.get('h')})"
-    return f'<img class="{cls}" src="{url}" data-sha="{esc(d["sha"])}" alt="{esc(title)}" title="{esc(title)}">'
+    title = f"{im.provenance.name or im.sha256[:12]} ({im.width}x{im.height})"
+    return f'<img class="{cls}" src="{url}" data-sha="{esc(im.sha256)}" alt="{esc(title)}" title="{esc(title)}">'
 
 
 def image_figure(im: Image, side: int = THUMB_SIDE) -> str:
     """One image record as a captioned thumbnail (the name the user or the model gave it, and its size)."""
-    d = {"sha": im.sha256, "w": im.width, "h": im.height, "name": im.provenance.name}
-    return (f'<figure class="r1v4-fig">{_img(d, {im.sha256: im}, side)}'
+    return (f'<figure class="r1v4-fig">{_img(im, {im.sha256: im}, side)}'
             f'<figcaption>{esc(im.provenance.name or "")} {im.width}x{im.height}</figcaption></figure>')
 
 
-def _figure(d: dict[str, Any], images: dict[str, Image]) -> str:
+def _figure(im: Image, images: dict[str, Image]) -> str:
     """An image; a crop is drawn beside its source with the box marked on it."""
-    caption = esc(d.get("name") or "") + f" {int(d.get('w', 0))}x{int(d.get('h', 0))}"
-    src, box = d.get("source"), d.get("box")
-    if src in images and isinstance(box, list) and len(box) == 4:
+    caption = esc(im.provenance.name or "") + f" {im.width}x{im.height}"
+    src, box = im.provenance.source, im.provenance.box
+    if src in images and box and len(box) == 4:
         s = images[src]
         try:
             x0, y0, x1, y1 = (float(v) for v in box)
@@ -229,12 +230,11 @@ def _figure(d: dict[str, Any], images: dict[str, Image]) -> str:
         left, top = 100 * cx0 / max(1, s.width), 100 * cy0 / max(1, s.height)
         width, height = 100 * (cx1 - cx0) / max(1, s.width), 100 * (cy1 - cy0) / max(1, s.height)
         box_style = f"left:{left:.2f}%;top:{top:.2f}%;width:{width:.2f}%;height:{height:.2f}%"
-        source = {"sha": src, "w": s.width, "h": s.height, "name": s.provenance.name}
-        return (f'<figure class="r1v4-fig r1v4-crop"><div class="r1v4-src">{_img(source, images, 240)}'
+        return (f'<figure class="r1v4-fig r1v4-crop"><div class="r1v4-src">{_img(s, images, 240)}'
                 f'<div class="r1v4-box" style="{box_style}"></div></div><span class="r1v4-arrow">&#8594;</span>'
-                f'<div>{_img(d, images)}<figcaption>crop [{int(x0)}, {int(y0)}, {int(x1)}, {int(y1)}] '
+                f'<div>{_img(im, images)}<figcaption>crop [{int(x0)}, {int(y0)}, {int(x1)}, {int(y1)}] '
                 f'{caption}</figcaption></div></figure>')
-    return f'<figure class="r1v4-fig">{_img(d, images)}<figcaption>{caption}</figcaption></figure>'
+    return f'<figure class="r1v4-fig">{_img(im, images)}<figcaption>{caption}</figcaption></figure>'
 
 
 # -- text helpers ---------------------------------------------------------------------------------------
@@ -261,17 +261,17 @@ def _num(x: Any, fmt: str = "{:.1f}") -> str:
 _LABELS = {"code": "Code", "tool_call": "Tool call", "answer": "Answer", "plan": "Plan", "observation": "Observation"}
 
 
-def render_segment(seg: dict[str, Any], s: int, recorded: bool = False) -> str:
+def render_segment(seg: Segment | LiveSegment, s: int, recorded: bool = False) -> str:
     """One segment of a model turn. Open (streaming) segments get a body the front end appends to.
 
     `recorded`: the turn is replayed from a recording, so an answer in it is labelled as recorded.
+    A parsed segment that is not `closed` is one the stream ended inside: it is marked "cut off".
     """
-    kind = str(seg.get("kind", "text"))
-    text = str(seg.get("text", ""))
-    closed = bool(seg.get("closed", True))
+    kind, text = seg.kind, seg.text
+    closed = isinstance(seg, Segment)
     cls = f"r1v4-seg r1v4-k-{re.sub(r'[^a-z_]', '', kind)}" + ("" if closed else " r1v4-open")
-    cut = ' <span class="r1v4-badge">cut off</span>' if seg.get("cut") else ""
-    call = seg.get("call") or {}
+    cut = ' <span class="r1v4-badge">cut off</span>' if isinstance(seg, Segment) and not seg.closed else ""
+    call = seg.call if isinstance(seg, Segment) else None
     if kind == "think":
         return (f'<div class="{cls}" data-s="{s}"><details open><summary>Thinking{cut}</summary>'
                 f'<pre class="r1v4-body">{esc(text)}</pre></details></div>')
@@ -290,19 +290,17 @@ def render_segment(seg: dict[str, Any], s: int, recorded: bool = False) -> str:
     if kind == "tool_call" and not closed:
         return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Tool call</div>'
                 f'<pre class="r1v4-body r1v4-code">{esc(text)}</pre></div>')
-    is_code = kind == "code" or (kind == "tool_call" and call.get("name") == "code")
-    if kind == "tool_call" and closed and call:
-        err = f'<div class="r1v4-err">{esc(call["error"])}</div>' if call.get("error") else ""
-        args = call.get("arguments") or {}
-        if call.get("name") == "code" and isinstance(args.get("code"), str):
+    err = f'<div class="r1v4-err">{esc(call.error)}</div>' if call is not None and call.error else ""
+    if kind == "tool_call" and call is not None:
+        args = call.arguments
+        if call.name == "code" and isinstance(args.get("code"), str):  # the arguments are the model's JSON
             body = f'<pre class="r1v4-body r1v4-code">{highlight_python(args["code"])}</pre>'
             return f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Code{cut}</div>{body}{err}</div>'
-        return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Calls <b>{esc(call.get("name"))}</b>'
+        return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Calls <b>{esc(call.name)}</b>'
                 f'{cut}</div><pre class="r1v4-body r1v4-out">{_json(args, 2000)}</pre>{err}</div>')
-    if is_code:
-        code = call.get("arguments", {}).get("code", text) if kind == "code" and call else text
+    if kind == "code":
+        code = call.arguments.get("code", text) if call is not None else text
         body = highlight_python(code) if closed else esc(code)
-        err = f'<div class="r1v4-err">{esc(call["error"])}</div>' if call.get("error") else ""
         return (f'<div class="{cls}" data-s="{s}"><div class="r1v4-label">Code{cut}</div>'
                 f'<pre class="r1v4-body r1v4-code">{body}</pre>{err}</div>')
     label = _LABELS.get(kind, kind)
@@ -339,27 +337,37 @@ def render_plan(steps: list[dict[str, Any]]) -> str:
 
 # -- cards ----------------------------------------------------------------------------------------------
 
-def render_footer(card: dict[str, Any]) -> str:
-    if not card.get("done"):
+def render_footer(card: ModelCard) -> str:
+    step = card.step
+    if step is None:
         return '<div class="r1v4-foot">writing...</div>'
-    bits = [f"{int(card.get('tokens_out', 0))} tokens out"]
-    if int(card.get("tokens_in", 0)):  # a turn cancelled before the backend counted its prompt has no figure
-        bits.append(f"{int(card.get('tokens_in', 0))} in context")
-    bits.append(f"{_num(card.get('elapsed', 0))} s")
-    if card.get("finish") not in (None, "stop"):
-        bits.append(f"finish: {esc(card['finish'])}")
+    bits = [f"{step.tokens_out} tokens out"]
+    if step.tokens_in:  # a turn cancelled before the backend counted its prompt has no figure
+        bits.append(f"{step.tokens_in} in context")
+    bits.append(f"{_num(step.elapsed_s)} s")
+    if step.finish_reason not in (None, "stop"):
+        bits.append(f"finish: {esc(step.finish_reason)}")
     return f'<div class="r1v4-foot">{" &#183; ".join(bits)}</div>'
 
 
-def render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
+def _card_images(card: Card) -> list[Image]:
+    """The images a card draws (its own, and the sources its crops are drawn beside, by hash)."""
+    if isinstance(card, QuestionCard):
+        return card.header.images
+    if isinstance(card, ToolCard) and card.step is not None:
+        return card.step.observation.images
+    return []
+
+
+def render_card(card: Card, c: int, images: dict[str, Image]) -> str:
     """One card (question, model turn, tool call, note, error, end) as HTML. A finished card's HTML is
-    kept (keyed by its position and content; the images it shows are named by hash), so the widget's
+    kept (keyed by its position and content, and by which of its images the view holds), so the widget's
     reset, the static snapshot and a second view of the same run render it once."""
-    if card.get("done", True) is not True:
+    if isinstance(card, (ModelCard, ToolCard)) and card.step is None:
         return _render_card(card, c, images)
-    text = json.dumps(card, sort_keys=True, default=str)
-    shown = "".join("1" if sha in images else "0" for sha in _SHA.findall(text))  # a missing image draws nothing
-    key = (c, hashlib.sha1(f"{text}{shown}".encode()).hexdigest())
+    shas = [h for im in _card_images(card) for h in (im.sha256, im.provenance.source) if h]
+    shown = "".join("1" if sha in images else "0" for sha in shas)  # a missing image draws nothing
+    key = (c, hashlib.sha1(f"{card!r}{shown}".encode()).hexdigest())
     with _thumb_lock:
         html = _cards.get(key)
         if html is not None:
@@ -373,10 +381,10 @@ def render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
     return html
 
 
-def _render_card(card: dict[str, Any], c: int, images: dict[str, Image]) -> str:
-    kind = card.get("type")
-    body = _RENDERERS.get(kind, _render_unknown)(card, images)
-    if card.get("edited"):  # the step a branch was forked at, with the text a person gave it
+def _render_card(card: Card, c: int, images: dict[str, Image]) -> str:
+    kind = card.type
+    body = _render_body(card, images)
+    if isinstance(card, (ModelCard, ToolCard, NoteCard)) and card.edited:  # the step a branch was forked at, with the text a person gave it
         return (f'<div class="r1v4-card r1v4-{esc(kind)} r1v4-edited" data-c="{c}"><div class="r1v4-edit-badge">'
                 f'edited: this branch was forked here</div>{body}</div>')
     return f'<div class="r1v4-card r1v4-{esc(kind)}" data-c="{c}">{body}</div>'
@@ -386,14 +394,31 @@ def _title(*parts: str) -> str:
     return f'<div class="r1v4-card-title">{"".join(f"<span>{p}</span>" for p in parts if p)}</div>'
 
 
-def _render_question(card: dict[str, Any], images: dict[str, Image]) -> str:
-    parent = card.get("parent")
+def _render_body(card: Card, images: dict[str, Image]) -> str:
+    if isinstance(card, QuestionCard):
+        return _render_question(card, images)
+    if isinstance(card, ModelCard):
+        return _render_model(card)
+    if isinstance(card, ToolCard):
+        return _render_tool(card, images)
+    if isinstance(card, NoteCard):
+        return (_title(f"Step {card.index}", "note", esc(card.step.reason))
+                + f'<pre>{esc(card.step.text)}</pre>')
+    if isinstance(card, ErrorCard):
+        return _title("Error") + f'<pre class="r1v4-err">{esc(card.text)}</pre>'
+    return _render_end(card)
+
+
+def _render_question(card: QuestionCard, images: dict[str, Image]) -> str:
+    h = card.header
+    parent = h.parent  # {"id", "path", "step"} as the header recorded it
     fork = f"branch of {esc(parent.get('id'))} at step {esc(parent.get('step'))}" if parent else ""
-    imgs = "".join(_figure(d, images) for d in card.get("images", []))
-    path = f'<div class="r1v4-path">file: {esc(card["path"])}</div>' if card.get("path") else ""
-    return (_title("Question", f"mode: {esc(card.get('mode', ''))}", f"model: {esc(card.get('model', ''))}", fork)
-            + _recording_banner(card.get("recording"))
-            + f'<div class="r1v4-q"><pre>{esc(card.get("text", ""))}</pre></div>'
+    imgs = "".join(_figure(im, images) for im in h.images)
+    path = f'<div class="r1v4-path">file: {esc(card.path)}</div>' if card.path else ""
+    model = (h.model or {}).get("name", "")
+    return (_title("Question", f"mode: {esc(h.mode)}", f"model: {esc(model)}", fork)
+            + _recording_banner(card.recording)
+            + f'<div class="r1v4-q"><pre>{esc(h.question)}</pre></div>'
             + (f'<div class="r1v4-imgs">{imgs}</div>' if imgs else "") + path)
 
 
@@ -411,28 +436,27 @@ def _recording_banner(rec: dict[str, Any] | None) -> str:
 
 
 
-def _render_model(card: dict[str, Any], images: dict[str, Image]) -> str:
-    recorded = bool(card.get("recorded"))
-    segs = "".join(render_segment(seg, s, recorded) for s, seg in enumerate(card.get("segs", [])))
-    return (_title(f"Step {int(card.get('index', 0))}", "model")
+def _render_model(card: ModelCard) -> str:
+    segs = "".join(render_segment(seg, s, card.recorded) for s, seg in enumerate(card.segments))
+    return (_title(f"Step {card.index}", "model")
             + f'<div class="r1v4-segs">{segs}</div>' + render_footer(card))
 
 
-def _render_tool(card: dict[str, Any], images: dict[str, Image]) -> str:
-    name = str(card.get("name", ""))
-    args = card.get("arguments") or {}
-    shown_args = "" if name == "code" else f"<code>{_json(args, 300)}</code>"
-    obs = card.get("obs")
-    elapsed = f"{_num(card.get('elapsed', 0), '{:.2f}')} s" if card.get("done") else "running..."
-    head = _title(f"Step {int(card.get('index', 0))}", f"tool <b>{esc(name)}</b>", shown_args, elapsed)
-    if obs is None:
-        return head + ('<div class="r1v4-err">' + esc(card["error"]) + "</div>" if card.get("error") else "")
-    return head + render_observation(name, obs, images)
+def _render_tool(card: ToolCard, images: dict[str, Image]) -> str:
+    name = card.call.name
+    shown_args = "" if name == "code" else f"<code>{_json(card.call.arguments, 300)}</code>"
+    elapsed = f"{_num(card.step.elapsed_s, '{:.2f}')} s" if card.step is not None else "running..."
+    head = _title(f"Step {card.index}", f"tool <b>{esc(name)}</b>", shown_args, elapsed)
+    if card.step is None:
+        return head + ('<div class="r1v4-err">' + esc(card.call.error) + "</div>" if card.call.error else "")
+    return head + render_observation(card.step.observation, images)
 
 
-def render_observation(name: str, obs: dict[str, Any], images: dict[str, Image]) -> str:
-    """A tool's result: structured views for search, image search and visits; stdout, errors and images."""
-    data = obs.get("data") or {}
+def render_observation(obs: Observation, images: dict[str, Image]) -> str:
+    """A tool's result: structured views for search, image search and visits; stdout, errors and images.
+
+    `data` is JSON a tool or a recording gave: its parts are checked before they are drawn."""
+    data = obs.data
     parts: list[str] = []
     used: set[int] = set()
     structured = False
@@ -440,15 +464,15 @@ def render_observation(name: str, obs: dict[str, Any], images: dict[str, Image])
         parts.append(_search_results(data["queries"]))
         structured = True
     if isinstance(data.get("matches"), list):
-        parts.append(_image_matches(data["matches"], obs.get("images", []), images, used))
+        parts.append(_image_matches(data["matches"], obs.images, images, used))
         structured = True
     if isinstance(data.get("pages"), list):
         parts.append(_pages(data["pages"]))
         structured = True
-    text = str(obs.get("text", ""))
-    if obs.get("error"):
-        parts.append(f'<pre class="r1v4-err">{_clip(str(obs["error"]))}</pre>')
-        if text.strip() == str(obs["error"]).strip():
+    text = obs.text
+    if obs.error:
+        parts.append(f'<pre class="r1v4-err">{_clip(obs.error)}</pre>')
+        if text.strip() == obs.error.strip():
             text = ""
     if text.strip():
         if structured:
@@ -456,11 +480,11 @@ def render_observation(name: str, obs: dict[str, Any], images: dict[str, Image])
                          f'<pre class="r1v4-out">{_clip(text)}</pre></details>')
         else:
             parts.append(f'<pre class="r1v4-out">{_clip(text)}</pre>')
-    figs = [_figure(d, images) for n, d in enumerate(obs.get("images", [])) if n not in used]
+    figs = [_figure(im, images) for n, im in enumerate(obs.images) if n not in used]
     if figs:
         parts.append(f'<div class="r1v4-imgs">{"".join(figs)}</div>')
-    if obs.get("limits"):
-        parts.append("".join(f'<span class="r1v4-badge">limit: {esc(x)}</span> ' for x in obs["limits"]))
+    if obs.limits_hit:
+        parts.append("".join(f'<span class="r1v4-badge">limit: {esc(x)}</span> ' for x in obs.limits_hit))
     return "".join(parts)
 
 
@@ -482,7 +506,7 @@ def _search_results(queries: list[Any]) -> str:
     return "".join(out)
 
 
-def _image_matches(matches: list[Any], obs_images: list[dict[str, Any]], images: dict[str, Image],
+def _image_matches(matches: list[Any], obs_images: list[Image], images: dict[str, Image],
                    used: set[int]) -> str:
     cells = []
     for m in matches:
@@ -512,34 +536,18 @@ def _pages(pages: list[Any]) -> str:
     return f'<div class="r1v4-label">Visited</div>{"".join(out)}'
 
 
-def _render_note(card: dict[str, Any], images: dict[str, Image]) -> str:
-    return (_title(f"Step {int(card.get('index', 0))}", "note", esc(card.get("reason", "")))
-            + f'<pre>{esc(card.get("text", ""))}</pre>')
-
-
-def _render_error(card: dict[str, Any], images: dict[str, Image]) -> str:
-    return _title("Error") + f'<pre class="r1v4-err">{esc(card.get("text", ""))}</pre>'
-
-
-def _render_end(card: dict[str, Any], images: dict[str, Image]) -> str:
-    usage = card.get("usage") or {}
-    head = _title("End", f"reason: <b>{esc(card.get('reason', ''))}</b>", f"{_num(card.get('elapsed', 0))} s",
+def _render_end(card: EndCard) -> str:
+    end = card.end
+    usage = end.usage
+    head = _title("End", f"reason: <b>{esc(end.reason)}</b>", f"{_num(end.elapsed_s)} s",
                   f"{int(usage.get('completion_tokens', 0))} tokens out, {int(usage.get('prompt_tokens', 0))} in")
-    answer = card.get("answer")
+    answer = end.answer
     if answer is None:
         return head + '<div class="r1v4-foot">no answer</div>'
-    if card.get("recorded"):
+    if card.recorded:
         return head + (f'<div class="r1v4-final r1v4-recorded"><div class="r1v4-label">Recorded answer (replayed, '
                        f'to the recorded question)</div><pre>{esc(answer)}</pre></div>')
     return head + f'<div class="r1v4-final"><div class="r1v4-label">Final answer</div><pre>{esc(answer)}</pre></div>'
-
-
-def _render_unknown(card: dict[str, Any], images: dict[str, Image]) -> str:
-    return f"<pre>{_json(card, 2000)}</pre>"
-
-
-_RENDERERS = {"question": _render_question, "model": _render_model, "tool": _render_tool, "note": _render_note,
-              "error": _render_error, "end": _render_end}
 
 
 # -- whole runs -----------------------------------------------------------------------------------------

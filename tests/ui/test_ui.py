@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ from r1v4_nb.dialects import get_dialect
 from r1v4_nb.errors import UsageError
 from r1v4_nb.images import Image, Provenance
 from r1v4_nb.models.replay import ReplayModel, ScriptedModel
-from r1v4_nb.records import ModelStep, Observation, ToolStep
+from r1v4_nb.records import ModelStep, Observation, ToolCall, ToolStep
 from r1v4_nb.tools.replay import replay_tools
 from r1v4_nb.trajectory import End, Header, TrajectoryWriter, input_image, read
 from r1v4_nb.ui import api
 from r1v4_nb.ui.cards import RunState
+from r1v4_nb.ui.cardtypes import ModelCard, ToolCard
 from r1v4_nb.ui.debugger import Debugger
 from r1v4_nb.ui.render import CSS, DEAD_WIDGET_CSS, export_page, render_run
 from r1v4_nb.ui.widget import RunView, _coalesce
@@ -238,7 +240,7 @@ def test_ask_magic_runs_a_replay_model(shell, session, recorded, capsys):
     traj = run.trajectory
     assert traj.header.mode == "deepresearch"  # taken from the replayed run
     assert len(traj.steps) == 9 and traj.header.images[0].provenance.name == "photo.png"  # the variable's name
-    assert [c["type"] for c in run.view.state.cards] == ["question"] + ["model", "tool"] * 4 + ["model", "end"]
+    assert [c.type for c in run.view.state.cards] == ["question"] + ["model", "tool"] * 4 + ["model", "end"]
     html = BeautifulSoup(run.view.snapshot_html(), "html.parser")
     assert "Recording" in html.select_one(".r1v4-recording").text  # replayed, and the view says so
     assert html.select_one(".r1v4-final.r1v4-recorded") is not None
@@ -616,16 +618,17 @@ def test_a_wait_run_has_no_stop_button_and_the_clock_runs_in_the_view(session, r
 def test_a_cancelled_turn_does_not_claim_an_empty_context():
     from r1v4_nb.ui.render import render_footer
 
-    foot = render_footer({"done": True, "tokens_out": 12, "tokens_in": 0, "elapsed": 0.4, "finish": "cancelled"})
+    cancelled = ModelStep(0, "", tokens_out=12, tokens_in=0, elapsed_s=0.4, finish_reason="cancelled")
+    foot = render_footer(ModelCard(0, False, step=cancelled))
     assert "in context" not in foot and "finish: cancelled" in foot
-    assert "40 in context" in render_footer({"done": True, "tokens_out": 1, "tokens_in": 40})
+    assert "40 in context" in render_footer(ModelCard(0, False, step=ModelStep(0, "", tokens_out=1, tokens_in=40)))
 
 
 def test_a_box_past_the_edge_is_drawn_clipped_to_its_source(tmp_path):
     from r1v4_nb.ui.render import _figure
 
     src = Image.from_file(_png(tmp_path / "s.png", (1, 1, 1), (100, 50)), Provenance("input", name="s.png"))
-    crop = {"sha": src.sha256, "w": 10, "h": 10, "source": src.sha256, "box": [80, 40, 130, 90]}
+    crop = replace(src, width=10, height=10, provenance=Provenance("code", source=src.sha256, box=[80, 40, 130, 90]))
     style = BeautifulSoup(_figure(crop, {src.sha256: src}), "html.parser").select_one(".r1v4-box")["style"]
     parts = dict(p.split(":") for p in style.split(";"))
     assert parts == {"left": "80.00%", "top": "80.00%", "width": "20.00%", "height": "20.00%"}
@@ -676,12 +679,11 @@ def test_finished_cards_render_once_and_a_replay_renders_nothing_before_its_view
     assert rendered == len(state.cards)
     assert render_run(state) == first and len(calls) == rendered  # the finished cards' HTML is reused
     # a card whose image is not known yet is not served from the cache once the image is there
-    card = {"type": "tool", "index": 99, "name": "code", "arguments": {}, "error": None, "done": True,
-            "elapsed": 0.1, "obs": {"text": "x", "error": None, "data": {}, "limits": [],
-                                    "images": [{"sha": "a" * 64, "w": 4, "h": 4, "kind": "code"}]}}
-    empty = render.render_card(card, 7, {})
     im = input_image(_png(tmp_path / "src" / "four.png", (1, 2, 3), (4, 4)))
-    card["obs"]["images"][0]["sha"] = "a" * 64
+    call = ToolCall("code", {})
+    made = replace(im, sha256="a" * 64, provenance=Provenance("code"))
+    card = ToolCard(99, call, ToolStep(99, call, Observation("x", [made]), elapsed_s=0.1))
+    empty = render.render_card(card, 7, {})
     with_image = render.render_card(card, 7, {"a" * 64: im})
     assert "data:image" not in empty and "data:image" in with_image
 
