@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..dialects.jsonstream import StreamedCall
@@ -49,6 +48,7 @@ from .cardtypes import (
     ModelCard,
     NoteCard,
     QuestionCard,
+    Recording,
     ToolCard,
 )
 
@@ -76,7 +76,7 @@ class RunState:
         self.streamed = 0  # deltas of the turn in progress, counted as tokens until the turn reports usage
         self.answer: str | None = None
         self.fork_step: int | None = None  # a branch's edited step (header.parent.step), marked in its view
-        self.recording: dict[str, Any] | None = None  # set when the run's model replays a recording
+        self.recording: Recording | None = None  # set when the run's model replays a recording
         self.stoppable = True  # False for a run the Stop button cannot reach (a --wait run keeps the kernel busy)
         self._by_step: dict[int, int] = {}  # step index -> card position
         self._calls: dict[tuple[int, int], StreamedCall] = {}
@@ -114,10 +114,7 @@ class RunState:
         for im in header.images:
             self.images[im.sha256] = im
         self.fork_step = header.parent.get("step") if header.parent else None
-        model = header.model or {}
-        if model.get("backend") == "replay":
-            self.recording = {"source": Path(str(model.get("source"))).name if model.get("source") else None,
-                              **(header.meta.get("recording") or {})}
+        self.recording = Recording.of(header)
         self._add(QuestionCard(header, self.path, self.recording))
 
     # -- event handlers ---------------------------------------------------------------------------

@@ -8,13 +8,14 @@ these cards from events; `render.py` draws them. Both import this module, which 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from pathlib import Path
+from typing import ClassVar, Union
 
 from ..records import ModelStep, NoteStep, Segment, ToolCall, ToolStep
 from ..trajectory import End, Header
 
 __all__ = ["STEP_CARDS", "Card", "EndCard", "ErrorCard", "LiveSegment", "ModelCard", "NoteCard",
-           "QuestionCard", "ToolCard"]
+           "QuestionCard", "Recording", "ToolCard"]
 
 
 @dataclass
@@ -27,12 +28,33 @@ class LiveSegment:
 
 
 @dataclass
+class Recording:
+    """The recording a replayed model plays: its file's name, and what the user asked that the recording
+    cannot answer (the header's `meta["recording"]`, written when a replay model is asked something else)."""
+
+    source: str | None
+    asked: str | None = None
+    asked_images: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, header: Header) -> Recording | None:
+        """The recording of a run whose model is a replay, else None."""
+        model = header.model or {}
+        if model.get("backend") != "replay":
+            return None
+        rec = header.meta.get("recording") or {}
+        name = Path(str(model["source"])).name if model.get("source") else None
+        # the meta may name the source itself (it wins over the model's file name)
+        return cls(rec.get("source", name), rec.get("asked"), list(rec.get("asked_images") or []))
+
+
+@dataclass
 class QuestionCard:
     """The run's header: question, mode, model and input images; `path` the file as the view names it."""
 
     header: Header
     path: str | None
-    recording: dict[str, Any] | None  # the recording a replayed model plays (`RunState.recording`)
+    recording: Recording | None
     type: ClassVar[str] = "question"
 
 

@@ -23,7 +23,17 @@ from typing import Any
 from ..images import Image
 from ..paths import cache_root, write_once
 from ..records import Observation, Segment
-from .cardtypes import Card, EndCard, ErrorCard, LiveSegment, ModelCard, NoteCard, QuestionCard, ToolCard
+from .cardtypes import (
+    Card,
+    EndCard,
+    ErrorCard,
+    LiveSegment,
+    ModelCard,
+    NoteCard,
+    QuestionCard,
+    Recording,
+    ToolCard,
+)
 from .highlight import highlight_python
 from .sanitize import esc, link
 
@@ -422,15 +432,15 @@ def _render_question(card: QuestionCard, images: dict[str, Image]) -> str:
             + (f'<div class="r1v4-imgs">{imgs}</div>' if imgs else "") + path)
 
 
-def _recording_banner(rec: dict[str, Any] | None) -> str:
+def _recording_banner(rec: Recording | None) -> str:
     """The banner of a run whose model is a recording: its turns are replayed, not generated."""
-    if not rec:
+    if rec is None:
         return ""
-    text = (f"Recording: every model turn of this run is replayed from {esc(rec.get('source') or 'a recorded run')}, "
+    text = (f"Recording: every model turn of this run is replayed from {esc(rec.source or 'a recorded run')}, "
             "not generated.")
-    if rec.get("asked"):
-        imgs = ", ".join(esc(x) for x in rec.get("asked_images") or [])
-        text += (f" You asked <b>{esc(rec['asked'])}</b>{f' about {imgs}' if imgs else ''}; a recording cannot answer "
+    if rec.asked:
+        imgs = ", ".join(esc(x) for x in rec.asked_images)
+        text += (f" You asked <b>{esc(rec.asked)}</b>{f' about {imgs}' if imgs else ''}; a recording cannot answer "
                  "that, so this replays the question it recorded (below). Its answer is not an answer to yours.")
     return f'<div class="r1v4-recording">{text}</div>'
 
