@@ -24,6 +24,7 @@ from ..images import Image
 from ..paths import cache_root, write_once
 from ..records import Observation, Segment
 from .cardtypes import (
+    STEP_CARDS,
     Card,
     EndCard,
     ErrorCard,
@@ -394,7 +395,7 @@ def render_card(card: Card, c: int, images: dict[str, Image]) -> str:
 def _render_card(card: Card, c: int, images: dict[str, Image]) -> str:
     kind = card.type
     body = _render_body(card, images)
-    if isinstance(card, (ModelCard, ToolCard, NoteCard)) and card.edited:  # the step a branch was forked at, with the text a person gave it
+    if isinstance(card, STEP_CARDS) and card.edited:  # the step a branch was forked at, with the text a person gave it
         return (f'<div class="r1v4-card r1v4-{esc(kind)} r1v4-edited" data-c="{c}"><div class="r1v4-edit-badge">'
                 f'edited: this branch was forked here</div>{body}</div>')
     return f'<div class="r1v4-card r1v4-{esc(kind)}" data-c="{c}">{body}</div>'

@@ -102,11 +102,10 @@ def _first_hour(folder: Path, hostile: Path, photo: Path, tiny: Path) -> Path:
 def lab(tmp_path_factory: pytest.TempPathFactory):
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing: run 'make browser' (apt-get install chromium)")
-    from test_ui import hostile_run
-
     from r1v4_nb.models.loader import tiny_model_path
     from r1v4_nb.models.replay import DEMO_TRAJECTORY
     from r1v4_nb.trajectory import read
+    from tests.ui.test_ui import hostile_run
 
     folder = tmp_path_factory.mktemp("lab")
     hostile = hostile_run(folder)

@@ -222,7 +222,8 @@ def _get(url: str, token: str | None = TOKEN) -> tuple[int, dict[str, str], byte
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
     import nbformat
-    from test_ui import hostile_run
+
+    from tests.ui.test_ui import hostile_run
 
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing: run 'make browser' (apt-get install chromium)")
