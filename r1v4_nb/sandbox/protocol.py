@@ -62,6 +62,9 @@ def recv(fd: int) -> dict[str, Any]:
     return json.loads(_read_exact(fd, length).decode("utf-8"))
 
 
+CANCEL_REPEAT_S = 0.5
+
+
 class Reader:
     """Reads messages from a pipe with a deadline and a cancel check (the kernel's side)."""
 
@@ -90,14 +93,18 @@ class Reader:
 
     def read(self, deadline: float, cancelled: Callable[[], bool] = lambda: False,
              on_cancel: Callable[[], None] | None = None) -> dict[str, Any]:
-        """The next message; raises Timeout after `deadline` (time.monotonic), Closed on EOF."""
-        notified = False
+        """The next message; raises Timeout after `deadline` (time.monotonic), Closed on EOF.
+
+        Once `cancelled()`, `on_cancel` is called at once and again every CANCEL_REPEAT_S until a message
+        comes: a signal that reached the worker before its code started (a loaded machine) is not the end."""
+        notified_at: float | None = None
         while True:
             message = self._take()
             if message is not None:
                 return message
-            if not notified and cancelled():
-                notified = True
+            now = time.monotonic()
+            if (notified_at is None or now - notified_at >= CANCEL_REPEAT_S) and cancelled():
+                notified_at = now
                 if on_cancel is not None:
                     on_cancel()
             remaining = deadline - time.monotonic()

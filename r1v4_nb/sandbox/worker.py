@@ -146,6 +146,7 @@ class _Session:
         self.readonly = [os.path.join(self.scratch, "inputs")]  # printed input paths are not outputs
         self.main_pid = os.getpid()
         self.calls = 0
+        self.in_model_code = False  # a cancel (SIGINT) interrupts only while model code runs
         self.call_id: str | None = None  # echoed in the result: a result for another call shows a forged one
         self.saved: dict[str, dict[str, Any] | None] = {}
         self.out = CappedText(self.limits["output_chars"])
@@ -157,7 +158,15 @@ class _Session:
         self._redirect_fds()
         self._preload()
 
+    def _on_interrupt(self, signum: int, frame: object) -> None:
+        """A cancel raises KeyboardInterrupt in model code only. One that comes before the code starts or after
+        it ended is dropped: the host repeats it until the call's result arrives, so none is lost, and none
+        breaks the session's own work (reading a request, building a result)."""
+        if self.in_model_code:
+            raise KeyboardInterrupt
+
     def serve(self) -> None:
+        signal.signal(signal.SIGINT, self._on_interrupt)
         protocol.send(self.wfd, {"type": "ready", "containment": self.report,
                                  "startup_s": round(time.monotonic() - self.started, 4)})
         while True:
@@ -261,9 +270,13 @@ class _Session:
         try:
             tree = ast.parse(source, filename)
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-            exec(compile(tree, filename, "exec"), self.namespace)
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+            self.in_model_code = True
+            try:
+                exec(compile(tree, filename, "exec"), self.namespace)
+                if last is not None:
+                    value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+            finally:
+                self.in_model_code = False
         except SystemExit as exc:
             self._exit_if_forked()
             error = {"type": "SystemExit", "message": f"sys.exit({exc.code!r}) was called; the session keeps "

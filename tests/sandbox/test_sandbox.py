@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -264,6 +265,25 @@ def test_cancel_interrupts_without_losing_state(worker: Worker) -> None:
     r = worker.execute("import time\ntime.sleep(2.5)", cancel=cancel)
     assert r.error["type"] == "KeyboardInterrupt" and not r.restarted
     assert worker.execute("kept2").value == "5"
+
+
+def test_a_cancel_set_before_the_code_starts_still_interrupts_it(worker: Worker) -> None:
+    # On a loaded machine the cancel can reach the worker while it is still reading the request: the host
+    # repeats it until the call ends, so it is not lost (the sleep would otherwise run to its end).
+    worker.execute("kept3 = 7")
+    cancel = threading.Event()
+    cancel.set()
+    r = worker.execute("import time\ntime.sleep(60)", cancel=cancel, time_s=120)
+    assert r.error is not None and r.error["type"] == "KeyboardInterrupt" and not r.restarted
+    assert worker.execute("kept3").value == "7"
+
+
+def test_an_interrupt_between_calls_does_not_break_the_session(worker: Worker) -> None:
+    worker.execute("kept4 = 9")
+    assert worker.proc is not None
+    os.kill(worker.proc.pid, signal.SIGINT)  # a stray cancel while no model code runs
+    r = worker.execute("kept4")
+    assert r.error is None and r.value == "9" and not r.restarted
 
 
 def test_traceback_shows_only_model_code(worker: Worker) -> None:
