@@ -278,6 +278,26 @@ def test_a_cancel_set_before_the_code_starts_still_interrupts_it(worker: Worker)
     assert worker.execute("kept3").value == "7"
 
 
+def test_cancel_works_in_a_worker_started_by_a_host_that_ignores_sigint(tmp_path: Path, image_file: Path) -> None:
+    # A process started while SIGINT is ignored inherits that (a kernel or an earlier test can leave it so);
+    # the worker installs its own handler, so the cancel still reaches model code.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sha = hashlib.sha256(image_file.read_bytes()).hexdigest()
+        w = Worker(tmp_path / "scratch", [InputImage("image_1", image_file, sha)],
+                   Limits(time_s=SLOW_MACHINE_S, memory_mb=1024, processes=32, file_size_mb=16, output_chars=2000))
+        w.wait_ready()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        cancel = threading.Event()
+        cancel.set()
+        r = w.execute("import time\ntime.sleep(60)", cancel=cancel, time_s=120)
+        assert r.error is not None and r.error["type"] == "KeyboardInterrupt" and not r.restarted
+    finally:
+        w.close()
+
+
 def test_an_interrupt_between_calls_does_not_break_the_session(worker: Worker) -> None:
     worker.execute("kept4 = 9")
     assert worker.proc is not None
