@@ -5,9 +5,11 @@ Prints, measured in this run:
 - quantizing experts: the scale search per expert matrix one at a time (`encode_nf4`) and all at once
   (`encode_nf4_many`, absent before it existed), extrapolated to the layer's 128 experts and to 48 layers;
   goal: seconds per layer;
-- decoding one token through the block (8 of the experts active): our NF4 experts against the same
-  experts in bf16 (transformers' own block) and bitsandbytes' 4-bit matmul on the same 8 experts;
-  goal: ours no slower than bf16.
+- decoding one token through the block (8 of the experts active): our NF4 experts on bitsandbytes' CPU
+  NF4 GEMV (the decode path) and dequantizing (the path before it, still the one for many tokens) against
+  the same experts in bf16 (transformers' own block) and bitsandbytes' 4-bit matmul on the same 8 experts;
+  goal: ours no slower than bf16;
+- one expert at 1-256 tokens on each path: where the GEMV stops paying (`GEMV_ROWS`).
 `--threads` pins torch's CPU threads (on a shared, loaded machine 2 threads thrash; compare runs made
 with the same setting).
 """
@@ -18,9 +20,12 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
 from types import SimpleNamespace
 
 import torch
+
+from r1v4_nb.models.moe_quant import GEMV_ROWS
 
 HIDDEN, INTER, EXPERTS, ACTIVE, LAYERS = 2048, 768, 128, 8, 48
 
@@ -69,7 +74,7 @@ def bench_decode(n: int, reps: int) -> None:
     import bitsandbytes.functional as bnbf
     from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeTextExperts
 
-    from r1v4_nb.models.moe_quant import QuantizedExperts
+    from r1v4_nb.models.moe_quant import QuantizedExperts, decode_path
 
     torch.manual_seed(1)
     config = _config(n)
@@ -93,15 +98,52 @@ def bench_decode(n: int, reps: int) -> None:
 
     with torch.inference_mode():
         ref = bf16(x, top_k, weights).float()
-        got = ours(x, top_k, weights).float()
+        t = time.perf_counter()
+        got = ours(x, top_k, weights).float()  # the first pass builds the 8 experts' decode packing
+        first = (time.perf_counter() - t) * 1e3
+        dequant = QuantizedExperts.from_experts(bf16, config)
+        dequant.fast_decode = False
+        old = dequant(x, top_k, weights).float()
         cos = torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0)
+        cos_old = torch.nn.functional.cosine_similarity(ref.flatten(), old.flatten(), dim=0)
+        cos_paths = torch.nn.functional.cosine_similarity(old.flatten(), got.flatten(), dim=0)
         rows = [("bf16 (transformers' experts)", _median_ms(lambda: bf16(x, top_k, weights), reps)),
                 ("bitsandbytes matmul_4bit, NF4/64", _median_ms(bnb_block, reps)),
-                ("r1v4_nb NF4, blocks of 16", _median_ms(lambda: ours(x, top_k, weights), reps))]
+                ("r1v4_nb NF4/16, dequantize (old)", _median_ms(lambda: dequant(x, top_k, weights), reps)),
+                ("r1v4_nb NF4, gemv_4bit (new)", _median_ms(lambda: ours(x, top_k, weights), reps))]
     print(f"decoding one token through the experts ({ACTIVE} of {n} active), goal: r1v4_nb no slower than bf16")
+    print(f"  r1v4_nb decode path: {decode_path(ours)}")
     for name, ms in rows:
         print(f"  {name:<32} {ms:8.2f} ms/token  ({rows[0][1] / ms:4.2f}x bf16's speed)")
-    print(f"  output cosine of r1v4_nb against bf16: {float(cos):.4f}")
+    print(f"  first token (builds the 8 experts' decode packing): {first:.0f} ms")
+    print(f"  output cosine against bf16: gemv {float(cos):.4f}, dequantize {float(cos_old):.4f}; "
+          f"gemv against dequantize {float(cos_paths):.4f}")
+    bench_rows(bf16, ours, dequant, reps)
+
+
+def bench_rows(bf16, ours, dequant, reps: int) -> None:  # noqa: ANN001
+    """One expert (all tokens routed to it) on each path, by token count."""
+    print(f"one expert by tokens routed to it (ms); GEMV_ROWS = {GEMV_ROWS}")
+    print(f"  {'tokens':>6} {'bf16':>8} {'dequantize':>10} {'gemv':>8}")
+    one = torch.zeros(1, 1, dtype=torch.long)
+    with torch.inference_mode():
+        for t in (1, 16, 64, 128, 256):
+            x = torch.randn(t, HIDDEN, dtype=torch.bfloat16)
+            top_k, w = one.expand(t, 1), torch.ones(t, 1, dtype=torch.bfloat16)
+            ms = [_median_ms(partial(f, x, top_k, w), max(3, reps // 3))
+                  for f in (bf16, dequant, partial(_all_gemv, ours))]
+            print(f"  {t:>6} {ms[0]:8.2f} {ms[1]:10.2f} {ms[2]:8.2f}")
+
+
+def _all_gemv(block, x, top_k, w):  # noqa: ANN001, ANN202
+    """The block's forward with every expert on the GEMV whatever its token count."""
+    import r1v4_nb.models.moe_quant as mq
+
+    saved, mq.GEMV_ROWS = mq.GEMV_ROWS, 1 << 30
+    try:
+        return block(x, top_k, w)
+    finally:
+        mq.GEMV_ROWS = saved
 
 
 def main() -> None:

@@ -313,12 +313,15 @@ class HFModel:
         return True, ""
 
     def describe(self) -> dict[str, Any]:
+        from .moe_quant import decode_path  # which path the 4-bit experts decode on (None: no such experts)
+
         ok, why = self.reuse_supported
         return {
             "name": self.name, "backend": "hf", "path": self.path, "quantization": self.quantization,
             "device": self.device, "adapter": self.adapter,
             "prefix_reuse": "on" if (self.prefix_reuse and ok) else ("off" if not self.prefix_reuse else why),
             "memory_bytes": self.memory,
+            **({"experts_decode": path} if (path := decode_path(self.model)) is not None else {}),
         }
 
     def reset_cache(self) -> None:

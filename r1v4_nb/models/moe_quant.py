@@ -20,6 +20,18 @@ Three ways in:
 - `quantized_moe_class(cls, receive=False)`: reload a folder saved after quantizing
   (its config carries `r1v4_experts_quant`).
 
+Decoding on CPU: a token's chosen experts would be dequantized on every token (slower than bf16), so an
+expert that receives at most `GEMV_ROWS` tokens in a forward pass is computed by bitsandbytes' native CPU
+NF4 GEMV (`torch.ops.bitsandbytes.gemv_4bit`, AVX512-BF16) instead. That kernel takes blocks of 32 or 64
+with a bf16 absmax, in its own layout. Re-blocking our codes to 32 (or searching 32-blocks from the
+original weights) drops a SwiGLU expert's output to ~0.986-0.990 cosine, so each 16-block keeps its codes
+and scale (rounded to bf16) and is followed by 16 zero codes; the input is spread to match. The kernel does
+twice the work of a dense 32-block packing and still beats bf16; the outputs equal the dequantize path's to
+bf16 rounding. Each expert's decode packing (9 bits a weight, beside the stored 4.5) is built from the stored
+one the first time it is decoded, so every way in (quantize, cache, reload) gets it and nothing is saved.
+`gemv_support()` checks once that the kernel exists and computes right on this CPU; without it, or with
+`fast_decode = False` on a block, the block keeps dequantizing (`decode_path(model)` says which).
+
 `ExpertsCache` keeps the packed experts of a model folder beside it (`.r1v4-nf4/`), keyed by the
 weight files' names, sizes and times, so the second 4-bit load of the same folder reads them instead
 of searching scales again.
@@ -40,6 +52,9 @@ BLOCKSIZE = 16
 _CODE_BLOCK = 64  # bitsandbytes' block for decoding codes with unit absmax
 _STEPS = 32  # scale levels per octave
 CONFIG_KEY = "r1v4_experts_quant"
+GEMV_BLOCK = 32  # bitsandbytes' CPU GEMV block (32 or 64): one of our 16-blocks and 16 zero codes
+_GEMV_N = 32  # rows interleaved per group in bitsandbytes' CPU packing (its `block_n`)
+GEMV_ROWS = 64  # an expert with at most this many tokens in a forward pass runs on the GEMV (measured)
 CACHE_FORMAT = 1  # bump when the encoding changes: old cache files are then ignored
 # Buffer names must not start with "gate_up_proj" / "down_proj": transformers'
 # checkpoint conversions for qwen3_vl_moe match those prefixes and would transpose them.
@@ -140,19 +155,67 @@ class QuantizedExperts(nn.Module):
             raise RuntimeError("QuantizedExperts used before its weights were loaded")
         out = torch.zeros_like(hidden_states)
         # bitsandbytes' CPU decoder is ~3x faster to fp32 than to bf16, so CPU computes in fp32.
-        dtype = torch.float32 if hidden_states.device.type == "cpu" else hidden_states.dtype
+        cpu = hidden_states.device.type == "cpu"
+        dtype = torch.float32 if cpu else hidden_states.dtype
         with torch.no_grad():
             hit = torch.unique(top_k_index).tolist()
         for e in hit:
             if e >= self.num_experts:
                 continue
             token_idx, k_pos = torch.where(top_k_index == e)
-            x = hidden_states[token_idx].to(dtype)
-            gate, up = nn.functional.linear(x, self.weight("gate_up", e, dtype)).chunk(2, dim=-1)
-            y = nn.functional.linear(self.act_fn(gate) * up, self.weight("down", e, dtype))
-            y = y * top_k_weights[token_idx, k_pos, None].to(dtype)
+            if cpu and token_idx.numel() <= GEMV_ROWS and self.uses_gemv:
+                y = self._expert_gemv(e, hidden_states[token_idx])
+            else:
+                x = hidden_states[token_idx].to(dtype)
+                gate, up = nn.functional.linear(x, self.weight("gate_up", e, dtype)).chunk(2, dim=-1)
+                y = nn.functional.linear(self.act_fn(gate) * up, self.weight("down", e, dtype))
+            y = y * top_k_weights[token_idx, k_pos, None].to(y.dtype)
             out.index_add_(0, token_idx, y.to(out.dtype))
         return out
+
+    @property
+    def uses_gemv(self) -> bool:
+        """Whether few-token forward passes on CPU run on bitsandbytes' NF4 GEMV (see `gemv_support`)."""
+        if not self.__dict__.get("fast_decode", True):
+            return False
+        shapes_ok = all(r % _GEMV_N == 0 for r, _ in self.shapes.values())
+        return shapes_ok and gemv_support()[0]
+
+    @torch.no_grad()
+    def _gemv_packing(self, key: str, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert `e`'s decode-only packing of `key` (codes, bf16 absmax), built on first use."""
+        codes, absmax = self._buffers.get(f"gemv_codes_{key}"), self._buffers.get(f"gemv_absmax_{key}")
+        rows, cols = self.shapes[key]
+        if codes is None:
+            # Non-persistent: derived from the stored packing, so it is never saved. Pages stay untouched
+            # (unallocated) until an expert is built into them.
+            e_all, dev = self.num_experts, getattr(self, f"nf4_{key}").device
+            codes = torch.empty(e_all, rows, cols, dtype=torch.uint8, device=dev)
+            absmax = torch.empty(e_all, cols // BLOCKSIZE, rows, dtype=torch.bfloat16, device=dev)
+            self.register_buffer(f"gemv_codes_{key}", codes, persistent=False)
+            self.register_buffer(f"gemv_absmax_{key}", absmax, persistent=False)
+            self.__dict__.setdefault("_gemv_built", set())
+        built = self.__dict__["_gemv_built"]
+        if (key, e) not in built:
+            c, a = gemv_pack(getattr(self, f"nf4_{key}")[e], getattr(self, f"scale_{key}")[e],
+                             getattr(self, f"top_{key}")[e], self.shapes[key])
+            codes[e].copy_(c)
+            absmax[e].copy_(a)
+            built.add((key, e))
+        return codes[e], absmax[e]
+
+    def _expert_gemv(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """One expert's SwiGLU on bitsandbytes' CPU NF4 GEMV (bf16 in and out, activation in fp32)."""
+        code = _nf4_code(x.device)
+        gemv = torch.ops.bitsandbytes.gemv_4bit
+        gate_up = gemv(gemv_input(x), *self._gemv_args("gate_up", e), code, GEMV_BLOCK)
+        gate, up = gate_up.float().chunk(2, dim=-1)
+        return gemv(gemv_input(self.act_fn(gate) * up), *self._gemv_args("down", e), code, GEMV_BLOCK).float()
+
+    def _gemv_args(self, key: str, e: int) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor]:
+        codes, absmax = self._gemv_packing(key, e)
+        rows, cols = self.shapes[key]
+        return codes, (rows, 2 * cols), absmax
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, hidden={self.hidden_dim}, intermediate={self.intermediate_dim}, nf4"
@@ -285,6 +348,103 @@ def decode_nf4(
     codes = bnbf.dequantize_4bit(packed, state)
     absmax = _levels_to_absmax(scale, top).to(dtype)
     return (codes.reshape(-1, BLOCKSIZE) * absmax[:, None]).reshape(shape)
+
+
+def _cpu_layout(rowmajor: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Packed codes [rows, cols/2] (row-major, high nibble first) in the layout bitsandbytes' CPU GEMV reads
+    (`bitsandbytes.functional._convert_weight_packed_for_cpu`): per group of 32 rows and column pair p,
+    byte 2r+j holds row r's code at column 2p+j in its low nibble and row 16+r's in its high nibble."""
+    grouped = rowmajor.view(rows // _GEMV_N, 2, 16, cols // 2)
+    lo, hi = grouped[:, 0], grouped[:, 1]  # rows 32g + r and 32g + 16 + r
+    out = torch.empty(rows // _GEMV_N, cols // 2, 16, 2, dtype=torch.uint8, device=rowmajor.device)
+    out[..., 0] = ((hi & 0xF0) | (lo >> 4)).transpose(1, 2)
+    out[..., 1] = ((hi << 4) | (lo & 0x0F)).transpose(1, 2)
+    return out.view(rows, cols // 2)
+
+
+_ZERO_CODES = 0x77  # two NF4 codes of value 0.0 (index 7)
+
+
+@torch.no_grad()
+def gemv_pack(packed: torch.Tensor, scale: torch.Tensor, top: torch.Tensor, shape: tuple[int, int]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One matrix's stored NF4 as bitsandbytes' CPU GEMV reads it, with the same values: the kernel's blocks
+    are 32 wide, so each 16-block is followed by 16 zero codes (a [rows, 2 * cols] matrix whose input is
+    `gemv_input(x)`), its scale rounded to bf16. Codes [rows, cols] uint8 (two a byte, the kernel's layout)
+    and absmax [cols / 16, rows] bf16."""
+    rows, cols = shape
+    if rows % _GEMV_N or cols % BLOCKSIZE:
+        raise ValueError(f"a {rows}x{cols} matrix does not fit bitsandbytes' CPU GEMV ({_GEMV_N} rows a group)")
+    blocks = packed.view(rows, cols // BLOCKSIZE, BLOCKSIZE // 2)
+    padded = torch.cat([blocks, torch.full_like(blocks, _ZERO_CODES)], dim=2).view(rows, cols)
+    absmax = _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // BLOCKSIZE).t().contiguous()
+    return _cpu_layout(padded, rows, 2 * cols), absmax
+
+
+def gemv_input(x: torch.Tensor) -> torch.Tensor:
+    """x [tokens, cols] in bf16 spread to the padded width `gemv_pack` makes (zeros where the codes are)."""
+    t, cols = x.shape
+    return nn.functional.pad(x.to(torch.bfloat16).view(t, cols // BLOCKSIZE, BLOCKSIZE), (0, BLOCKSIZE)).view(t, -1)
+
+
+def gemv_unpack(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The fp32 [rows, cols] matrix a `gemv_pack` result stands for (what the kernel multiplies by)."""
+    rows, cols = shape
+    b = codes.view(rows // _GEMV_N, cols, 16, 2)  # [group, column pair of the padded width, r, j]
+    q = torch.stack([b & 0xF, b >> 4], dim=1).permute(0, 1, 3, 2, 4).reshape(rows, 2 * cols)
+    q = q.view(rows, cols // BLOCKSIZE, 2 * BLOCKSIZE)[:, :, :BLOCKSIZE].reshape(rows, cols)
+    scale = absmax.float().t().repeat_interleave(BLOCKSIZE, dim=1)
+    return _nf4_code(codes.device)[q.long()] * scale
+
+
+_GEMV_SUPPORT: list[tuple[bool, str]] = []
+
+
+def gemv_support() -> tuple[bool, str]:
+    """(usable, why) for bitsandbytes' native CPU NF4 GEMV, checked once: the kernel must be registered
+    for CPU (AVX512-BF16) and multiply a small packed matrix as `gemv_unpack` + matmul does (to bf16
+    rounding: a kernel that read another layout would be off by ~100%)."""
+    if not _GEMV_SUPPORT:
+        _GEMV_SUPPORT.append(_probe_gemv())
+    return _GEMV_SUPPORT[0]
+
+
+def _probe_gemv() -> tuple[bool, str]:
+    try:
+        import bitsandbytes.functional as bnbf
+
+        if not bnbf.has_avx512bf16():
+            return False, "this CPU has no AVX512-BF16, which bitsandbytes' CPU NF4 GEMV needs"
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randn(2 * _GEMV_N, 4 * BLOCKSIZE, generator=gen) * 0.02
+        x = torch.randn(3, w.shape[1], generator=gen).to(torch.bfloat16)
+        packed, scale, top = encode_nf4(w)
+        codes, absmax = gemv_pack(packed, scale, top, tuple(w.shape))
+        got = torch.ops.bitsandbytes.gemv_4bit(gemv_input(x), codes, (w.shape[0], 2 * w.shape[1]), absmax,
+                                               _nf4_code(w.device), GEMV_BLOCK)
+        ref = x.float() @ gemv_unpack(codes, absmax, tuple(w.shape)).t()
+        err = float((got.float() - ref).norm() / ref.norm())
+    except Exception as exc:  # a missing op, library or symbol: keep dequantizing
+        return False, f"bitsandbytes' CPU NF4 GEMV is unavailable ({type(exc).__name__}: {exc})"
+    if not err < 0.02:
+        return False, f"bitsandbytes' CPU NF4 GEMV computes wrong on this CPU (relative error {err:.3f})"
+    return True, "bitsandbytes gemv_4bit"
+
+
+def decode_path(model: nn.Module) -> str | None:
+    """How the model's 4-bit experts run a few-token (decode) forward pass; None without such experts."""
+    blocks = [m for m in model.modules() if isinstance(m, QuantizedExperts)]
+    if not blocks:
+        return None
+    if any(b.nf4_gate_up.device.type != "cpu" for b in blocks if not b._receiving):
+        return "dequantize (on the GPU)"
+    ok, why = gemv_support()
+    if not ok:
+        return f"dequantize ({why})"
+    if not all(b.uses_gemv for b in blocks):
+        return "dequantize (turned off or a matrix shape the GEMV cannot take)"
+    return (f"bitsandbytes gemv_4bit (our NF4 blocks of 16 zero-padded to its {GEMV_BLOCK}) for experts with at most "
+            f"{GEMV_ROWS} tokens in a pass, dequantize above")
 
 
 def _is_experts(module: nn.Module) -> bool:
@@ -429,6 +589,8 @@ class ExpertsCache:
 def _category(name: str) -> str:
     if ".visual." in f".{name}" or "vision" in name:
         return "vision"
+    if ".experts.gemv_" in name:
+        return "experts_decode"  # the decode-only packing, built as experts are first decoded on CPU
     if ".experts." in name or name.endswith(".mlp.gate.weight"):
         return "experts"
     if "self_attn" in name:

@@ -266,3 +266,22 @@ def test_a_reply_that_ends_on_eos_keeps_its_last_characters(moe, image, monkeypa
     deltas = list(moe.stream(_ask(image), stop=["</tool_call>", "</code>", "<observation>"], settings=GREEDY))
     assert "".join(d.text for d in deltas) == "<answer>X7</answer>"
     assert deltas[-1].finish_reason == "stop"
+
+
+def test_4bit_experts_decode_on_the_gemv_and_give_the_dequantize_paths_tokens(tiny_moe_path, image):
+    """Greedy tokens through the HF backend with the experts on bitsandbytes' CPU GEMV and dequantizing: the
+    two paths hold the same weights (scales rounded to bf16) and differ by bf16 rounding only."""
+    from r1v4_nb.models.moe_quant import gemv_support, memory_report
+
+    if not gemv_support()[0]:
+        pytest.skip(gemv_support()[1])
+    model = load(tiny_moe_path, quantization="4bit", progress=None, prefix_reuse=False)
+    settings = GenerationSettings(temperature=0, max_tokens=12)
+    fast = _run(model, _ask(image), settings=settings)[0]
+    assert model.describe()["experts_decode"].startswith("bitsandbytes gemv_4bit")
+    assert memory_report(model.model)["experts_decode"] > 0
+    for block in model.model.modules():
+        if isinstance(block, QuantizedExperts):
+            block.fast_decode = False
+    assert model.describe()["experts_decode"].startswith("dequantize")
+    assert _run(model, _ask(image), settings=settings)[0] == fast

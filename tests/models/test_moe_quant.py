@@ -206,3 +206,111 @@ def test_a_read_only_model_folder_keeps_its_cache_under_the_user_cache(tiny_moe_
     packed, scale, top = again.get("layer.gate_up")
     assert packed.shape == (2, 4) and again.get("layer.down") is None
     assert ExpertsCache.for_model(tiny_moe_path, torch.float32).get("layer.gate_up") is None
+
+
+def _needs_gemv():
+    from r1v4_nb.models.moe_quant import gemv_support
+
+    ok, why = gemv_support()
+    if not ok:
+        pytest.skip(why)
+
+
+def test_decode_packing_holds_the_stored_values_in_bitsandbytes_cpu_layout():
+    """The decode packing (each 16-block zero-padded to the kernel's 32) holds the stored values, to bf16's
+    rounding of each block's scale, in the byte layout bitsandbytes' own CPU conversion makes."""
+    import bitsandbytes.functional as bnbf
+
+    from r1v4_nb.models.moe_quant import gemv_input, gemv_pack, gemv_unpack
+
+    torch.manual_seed(3)
+    w = torch.randn(96, 128) * 0.02
+    packed, scale, top = encode_nf4(w)
+    codes, absmax = gemv_pack(packed, scale, top, (96, 128))
+    assert codes.shape == (96, 128) and absmax.shape == (8, 96) and absmax.dtype == torch.bfloat16
+    fast = gemv_unpack(codes, absmax, (96, 128))
+    stored = decode_nf4(packed, scale, top, (96, 128), torch.float32)
+    assert ((fast - stored).abs() <= 2**-8 * stored.abs()).all()
+    # the padded matrix through bitsandbytes' own CPU conversion gives the same bytes and scales
+    padded = gemv_input(fast).view(96, 256)
+    q, state = bnbf.quantize_4bit(padded, blocksize=32, quant_type="nf4", compress_statistics=False)
+    want, state = bnbf._convert_weight_packed_for_cpu(q, state)
+    assert torch.equal(codes, want) and torch.equal(absmax, state.absmax)
+
+
+def _block_pair(moe_model):
+    config = moe_model.config.text_config
+    experts = _experts(moe_model)[0]
+    fast = QuantizedExperts.from_experts(experts, config)
+    slow = QuantizedExperts.from_experts(experts, config)
+    slow.fast_decode = False
+    return config, experts, fast, slow
+
+
+def test_gemv_decode_matches_the_dequantize_path_within_quantization_error(moe_model):
+    """Few tokens on CPU run on bitsandbytes' GEMV: the same weights as the dequantize path (scales rounded to
+    bf16), with bf16 inputs and outputs: relative error < 2% against the block in fp32 on those weights, and
+    cosine > 0.999 against the dequantize path."""
+    from r1v4_nb.models.moe_quant import decode_path, gemv_unpack
+
+    _needs_gemv()
+    config, experts, fast, slow = _block_pair(moe_model)
+    assert fast.uses_gemv and not slow.uses_gemv
+    assert decode_path(fast).startswith("bitsandbytes gemv_4bit") and decode_path(slow).startswith("dequantize")
+    torch.manual_seed(4)
+    for tokens in (1, 3):
+        x = torch.randn(tokens, config.hidden_size)
+        top_k = torch.stack([torch.randperm(config.num_experts)[:2] for _ in range(tokens)])
+        weights = torch.softmax(torch.randn(tokens, 2), dim=-1)
+        got, old, ref = fast(x, top_k, weights), slow(x, top_k, weights), experts(x, top_k, weights)
+        exact = torch.zeros_like(x)  # the same block in fp32 on the GEMV packing's weights
+        for t in range(tokens):
+            for k in range(2):
+                e = int(top_k[t, k])
+                gate, up = (x[t] @ gemv_unpack(*fast._gemv_packing("gate_up", e), fast.shapes["gate_up"]).t()).chunk(2)
+                y = (fast.act_fn(gate) * up) @ gemv_unpack(*fast._gemv_packing("down", e), fast.shapes["down"]).t()
+                exact[t] += weights[t, k] * y
+        assert float((got - exact).norm() / exact.norm()) < 0.02
+        assert torch.nn.functional.cosine_similarity(got.flatten(), old.flatten(), dim=0) > 0.999
+        assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
+    assert {"gemv_codes_gate_up", "gemv_absmax_down"} <= dict(fast.named_buffers()).keys()
+
+
+def test_many_tokens_an_expert_keep_the_dequantize_path(moe_model, monkeypatch):
+    import r1v4_nb.models.moe_quant as mq
+
+    _needs_gemv()
+    config, _, fast, slow = _block_pair(moe_model)
+    monkeypatch.setattr(mq, "GEMV_ROWS", 4)
+    x = torch.randn(16, config.hidden_size)
+    top_k = torch.zeros(16, 2, dtype=torch.long)
+    top_k[:, 1] = 1
+    weights = torch.full((16, 2), 0.5)
+    assert torch.equal(fast(x, top_k, weights), slow(x, top_k, weights))
+    assert "gemv_codes_gate_up" not in dict(fast.named_buffers())
+
+
+def test_without_the_kernel_the_block_falls_back_to_dequantizing(moe_model, monkeypatch):
+    import bitsandbytes.functional as bnbf
+
+    import r1v4_nb.models.moe_quant as mq
+
+    monkeypatch.setattr(mq, "_GEMV_SUPPORT", [])
+    monkeypatch.setattr(bnbf, "has_avx512bf16", lambda: False)
+    ok, why = mq.gemv_support()
+    assert not ok and "AVX512-BF16" in why
+    config, _, fast, slow = _block_pair(moe_model)
+    assert not fast.uses_gemv
+    assert mq.decode_path(fast) == f"dequantize ({why})"
+    x = torch.randn(2, config.hidden_size)
+    top_k, weights = torch.tensor([[0, 3], [5, 3]]), torch.full((2, 2), 0.5)
+    assert torch.equal(fast(x, top_k, weights), slow(x, top_k, weights))
+    assert not [n for n, _ in fast.named_buffers() if n.startswith("gemv_")]
+
+
+def test_the_decode_packing_is_not_saved(moe_model):
+    _needs_gemv()
+    config, _, fast, _ = _block_pair(moe_model)
+    fast(torch.randn(1, config.hidden_size), torch.tensor([[0, 1]]), torch.full((1, 2), 0.5))
+    assert "gemv_codes_down" in dict(fast.named_buffers())
+    assert not [k for k in fast.state_dict() if k.startswith("gemv_")]
