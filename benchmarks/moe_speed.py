@@ -9,7 +9,7 @@ Prints, measured in this run:
   NF4 GEMV (the decode path) and dequantizing (the path before it, still the one for many tokens) against
   the same experts in bf16 (transformers' own block) and bitsandbytes' 4-bit matmul on the same 8 experts;
   goal: ours no slower than bf16;
-- one expert at 1-256 tokens on each path: where the GEMV stops paying (`GEMV_ROWS`).
+- one expert at 1-1024 tokens on each path (prefill: does the GEMV still beat dequantizing?).
 `--threads` pins torch's CPU threads (on a shared, loaded machine 2 threads thrash; compare runs made
 with the same setting).
 """
@@ -24,8 +24,6 @@ from functools import partial
 from types import SimpleNamespace
 
 import torch
-
-from r1v4_nb.models.moe_quant import GEMV_ROWS
 
 HIDDEN, INTER, EXPERTS, ACTIVE, LAYERS = 2048, 768, 128, 8, 48
 
@@ -123,27 +121,16 @@ def bench_decode(n: int, reps: int) -> None:
 
 def bench_rows(bf16, ours, dequant, reps: int) -> None:  # noqa: ANN001
     """One expert (all tokens routed to it) on each path, by token count."""
-    print(f"one expert by tokens routed to it (ms); GEMV_ROWS = {GEMV_ROWS}")
+    print("one expert by tokens routed to it (ms)")
     print(f"  {'tokens':>6} {'bf16':>8} {'dequantize':>10} {'gemv':>8}")
     one = torch.zeros(1, 1, dtype=torch.long)
     with torch.inference_mode():
-        for t in (1, 16, 64, 128, 256):
+        for t in (1, 16, 64, 256, 1024):
             x = torch.randn(t, HIDDEN, dtype=torch.bfloat16)
             top_k, w = one.expand(t, 1), torch.ones(t, 1, dtype=torch.bfloat16)
             ms = [_median_ms(partial(f, x, top_k, w), max(3, reps // 3))
-                  for f in (bf16, dequant, partial(_all_gemv, ours))]
+                  for f in (bf16, dequant, ours)]
             print(f"  {t:>6} {ms[0]:8.2f} {ms[1]:10.2f} {ms[2]:8.2f}")
-
-
-def _all_gemv(block, x, top_k, w):  # noqa: ANN001, ANN202
-    """The block's forward with every expert on the GEMV whatever its token count."""
-    import r1v4_nb.models.moe_quant as mq
-
-    saved, mq.GEMV_ROWS = mq.GEMV_ROWS, 1 << 30
-    try:
-        return block(x, top_k, w)
-    finally:
-        mq.GEMV_ROWS = saved
 
 
 def main() -> None:

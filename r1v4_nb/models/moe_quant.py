@@ -20,9 +20,9 @@ Three ways in:
 - `quantized_moe_class(cls, receive=False)`: reload a folder saved after quantizing
   (its config carries `r1v4_experts_quant`).
 
-Decoding on CPU: a token's chosen experts would be dequantized on every token (slower than bf16), so an
-expert that receives at most `GEMV_ROWS` tokens in a forward pass is computed by bitsandbytes' native CPU
-NF4 GEMV (`torch.ops.bitsandbytes.gemv_4bit`, AVX512-BF16) instead. That kernel takes blocks of 32 or 64
+On CPU: a token's chosen experts would be dequantized on every token (5x slower than bf16), so the experts
+are computed by bitsandbytes' native CPU NF4 GEMV (`torch.ops.bitsandbytes.gemv_4bit`, AVX512-BF16)
+instead, at decode and prefill alike (it beats dequantizing at every token count measured, 1 to 1024). That kernel takes blocks of 32 or 64
 with a bf16 absmax, in its own layout. Re-blocking our codes to 32 (or searching 32-blocks from the
 original weights) drops a SwiGLU expert's output to ~0.986-0.990 cosine, so each 16-block keeps its codes
 and scale (rounded to bf16) and is followed by 16 zero codes; the input is spread to match. The kernel does
@@ -54,7 +54,6 @@ _STEPS = 32  # scale levels per octave
 CONFIG_KEY = "r1v4_experts_quant"
 GEMV_BLOCK = 32  # bitsandbytes' CPU GEMV block (32 or 64): one of our 16-blocks and 16 zero codes
 _GEMV_N = 32  # rows interleaved per group in bitsandbytes' CPU packing (its `block_n`)
-GEMV_ROWS = 64  # an expert with at most this many tokens in a forward pass runs on the GEMV (measured)
 CACHE_FORMAT = 1  # bump when the encoding changes: old cache files are then ignored
 # Buffer names must not start with "gate_up_proj" / "down_proj": transformers'
 # checkpoint conversions for qwen3_vl_moe match those prefixes and would transpose them.
@@ -163,7 +162,7 @@ class QuantizedExperts(nn.Module):
             if e >= self.num_experts:
                 continue
             token_idx, k_pos = torch.where(top_k_index == e)
-            if cpu and token_idx.numel() <= GEMV_ROWS and self.uses_gemv:
+            if cpu and self.uses_gemv:
                 y = self._expert_gemv(e, hidden_states[token_idx])
             else:
                 x = hidden_states[token_idx].to(dtype)
@@ -175,7 +174,7 @@ class QuantizedExperts(nn.Module):
 
     @property
     def uses_gemv(self) -> bool:
-        """Whether few-token forward passes on CPU run on bitsandbytes' NF4 GEMV (see `gemv_support`)."""
+        """Whether forward passes on CPU run on bitsandbytes' NF4 GEMV (see `gemv_support`)."""
         if not self.__dict__.get("fast_decode", True):
             return False
         shapes_ok = all(r % _GEMV_N == 0 for r, _ in self.shapes.values())
@@ -443,8 +442,7 @@ def decode_path(model: nn.Module) -> str | None:
         return f"dequantize ({why})"
     if not all(b.uses_gemv for b in blocks):
         return "dequantize (turned off or a matrix shape the GEMV cannot take)"
-    return (f"bitsandbytes gemv_4bit (our NF4 blocks of 16 zero-padded to its {GEMV_BLOCK}) for experts with at most "
-            f"{GEMV_ROWS} tokens in a pass, dequantize above")
+    return f"bitsandbytes gemv_4bit (our NF4 blocks of 16, zero-padded to its {GEMV_BLOCK})"
 
 
 def _is_experts(module: nn.Module) -> bool:
