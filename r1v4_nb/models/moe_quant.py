@@ -156,13 +156,15 @@ class QuantizedExperts(nn.Module):
         # bitsandbytes' CPU decoder is ~3x faster to fp32 than to bf16, so CPU computes in fp32.
         cpu = hidden_states.device.type == "cpu"
         dtype = torch.float32 if cpu else hidden_states.dtype
+        # the GEMV has no backward: a pass that trains through the experts (LoRA before them) dequantizes
+        gemv = cpu and not (torch.is_grad_enabled() and hidden_states.requires_grad) and self.uses_gemv
         with torch.no_grad():
             hit = torch.unique(top_k_index).tolist()
         for e in hit:
             if e >= self.num_experts:
                 continue
             token_idx, k_pos = torch.where(top_k_index == e)
-            if cpu and self.uses_gemv:
+            if gemv:
                 y = self._expert_gemv(e, hidden_states[token_idx])
             else:
                 x = hidden_states[token_idx].to(dtype)

@@ -294,6 +294,18 @@ def test_without_the_kernel_the_block_falls_back_to_dequantizing(moe_model, monk
     assert not [n for n, _ in fast.named_buffers() if n.startswith("gemv_")]
 
 
+def test_a_pass_that_needs_gradients_dequantizes(moe_model):
+    """The GEMV has no backward, so a forward that trains through the experts takes the dequantize path."""
+    _needs_gemv()
+    config, _, fast, slow = _block_pair(moe_model)
+    x = torch.randn(2, config.hidden_size, requires_grad=True)
+    top_k, weights = torch.tensor([[0, 3], [5, 3]]), torch.full((2, 2), 0.5)
+    out = fast(x, top_k, weights)
+    out.sum().backward()
+    assert x.grad is not None and torch.equal(out, slow(x, top_k, weights))
+    assert not [n for n, _ in fast.named_buffers() if n.startswith("gemv_")]
+
+
 def test_the_decode_packing_is_not_saved(moe_model):
     _needs_gemv()
     config, _, fast, _ = _block_pair(moe_model)
