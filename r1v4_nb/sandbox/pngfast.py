@@ -7,6 +7,9 @@ and the slices are joined into one zlib stream the way pigz does: every slice bu
 the last ends on a sync flush (a byte boundary, an empty stored block), so their
 concatenation is one valid deflate stream; the Adler-32 is computed over the
 whole. Any PNG decoder reads the result; its pixels are exactly the image's.
+
+The deflate is ISA-L's (`isal`, level 1) where it is installed: ~5x zlib's level 1 on an 800x600 photo,
+and smaller. Without it, zlib. Either way the same pixels give the same bytes (for one library version).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+try:
+    from isal import isal_zlib as _deflater
+except ImportError:  # the project depends on isal; a bare install still encodes, with zlib
+    _deflater = zlib
 
 __all__ = ["MODES", "encode"]
 
@@ -29,7 +37,7 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _deflate(part: memoryview, last: bool, level: int) -> bytes:
-    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    c = _deflater.compressobj(level, zlib.DEFLATED, -15)
     return c.compress(part) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 

@@ -19,10 +19,21 @@ def _photo(width: int, height: int, mode: str) -> Image.Image:
     return Image.fromarray(pixels, "RGBA").convert(mode)
 
 
+@pytest.fixture(params=["isal", "zlib"])
+def deflater(request, monkeypatch):
+    """Both deflaters pngfast can run on: ISA-L (a dependency, the default) and zlib (without it)."""
+    if request.param == "isal":
+        isal_zlib = pytest.importorskip("isal.isal_zlib")
+        assert pngfast._deflater is isal_zlib  # installed, so in use
+    else:
+        monkeypatch.setattr(pngfast, "_deflater", zlib)
+    return request.param
+
+
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("size", [(800, 600), (7, 3), (1, 1), (333, 129)])
-def test_round_trip_is_lossless(mode: str, threads: int, size: tuple[int, int]) -> None:
+def test_round_trip_is_lossless(mode: str, threads: int, size: tuple[int, int], deflater: str) -> None:
     im = _photo(*size, mode)
     data = pngfast.encode(im, threads=threads)
     with Image.open(io.BytesIO(data)) as check:
@@ -33,7 +44,7 @@ def test_round_trip_is_lossless(mode: str, threads: int, size: tuple[int, int]) 
         assert np.array_equal(np.asarray(back), np.asarray(im))
 
 
-def test_the_sliced_stream_is_one_zlib_stream() -> None:
+def test_the_sliced_stream_is_one_zlib_stream(deflater: str) -> None:
     """zlib itself (not only PIL) accepts the joined slices and their Adler-32."""
     data = pngfast.encode(_photo(640, 480, "RGB"), threads=2)
     start = data.index(b"IDAT") + 4
@@ -42,7 +53,7 @@ def test_the_sliced_stream_is_one_zlib_stream() -> None:
     assert len(raw) == 480 * (640 * 3 + 1)
 
 
-def test_same_image_same_bytes() -> None:
+def test_same_image_same_bytes(deflater: str) -> None:
     """Image identity is the stored file's sha256: the same pixels must encode to the same file."""
     im = _photo(400, 300, "RGB")
     assert pngfast.encode(im) == pngfast.encode(im.copy())
