@@ -27,8 +27,12 @@ with a bf16 absmax, in its own layout. Re-blocking our codes to 32 (or searching
 original weights) drops a SwiGLU expert's output to ~0.986-0.990 cosine, so each 16-block keeps its codes
 and scale (rounded to bf16) and is followed by 16 zero codes; the input is spread to match. The kernel does
 twice the work of a dense 32-block packing and still beats bf16; the outputs equal the dequantize path's to
-bf16 rounding. Each expert's decode packing (9 bits a weight, beside the stored 4.5) is built from the stored
-one the first time it is decoded, so every way in (quantize, cache, reload) gets it and nothing is saved.
+bf16 rounding. There is one copy of the codes: the first time an expert is decoded its stored codes are
+permuted in place into the kernel's byte layout (the same nibbles, 4 bits a weight) and its scales kept
+beside them in bf16 (1 bit a weight); each call copies them into a per-shape scratch that already holds
+the zero codes. Saving, moving the block, loading into it and passes that need the stored layout (gradients,
+LoRA) permute them back exactly first (`stored_layout`), so every way in (quantize, cache, reload) gets the
+fast path and what is saved is unchanged. `build_decode_packing(model)` converts every expert up front.
 `gemv_support()` checks once that the kernel exists and computes right on this CPU; without it, or with
 `fast_decode = False` on a block, the block keeps dequantizing (`decode_path(model)` says which).
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +101,7 @@ class QuantizedExperts(nn.Module):
                 self._register_packed(key, None)
 
     def _register_packed(self, key: str, device: torch.device | None) -> None:
+        self.stored_layout()
         rows, cols = self.shapes[key]
         n, e = rows * cols, self.num_experts
         self.register_buffer(f"nf4_{key}", torch.empty(e, n // 2, dtype=torch.uint8, device=device))
@@ -141,7 +147,8 @@ class QuantizedExperts(nn.Module):
         return q
 
     def weight(self, key: str, e: int, dtype: torch.dtype) -> torch.Tensor:
-        """Expert `e`'s `key` matrix, dequantized."""
+        """Expert `e`'s `key` matrix, dequantized (its codes go back to the stored layout first)."""
+        self._restore(key, e)
         packed = getattr(self, f"nf4_{key}")[e]
         scale = getattr(self, f"scale_{key}")[e]
         top = getattr(self, f"top_{key}")[e]
@@ -182,28 +189,75 @@ class QuantizedExperts(nn.Module):
         shapes_ok = all(r % _GEMV_N == 0 for r, _ in self.shapes.values())
         return shapes_ok and gemv_support()[0]
 
+    def _built(self) -> set[tuple[str, int]]:
+        """(key, expert) pairs whose codes are in the kernel's layout (`nf4_*` rows permuted in place)."""
+        return self.__dict__.setdefault("_gemv_built", set())
+
     @torch.no_grad()
     def _gemv_packing(self, key: str, e: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expert `e`'s decode-only packing of `key` (codes, bf16 absmax), built on first use."""
-        codes, absmax = self._buffers.get(f"gemv_codes_{key}"), self._buffers.get(f"gemv_absmax_{key}")
+        """Expert `e`'s `key` codes in the kernel's layout (a view of `nf4_key[e]`) and its bf16 absmax; the
+        first call permutes the stored codes in place (no second copy) and rounds the scales to bf16."""
         rows, cols = self.shapes[key]
-        if codes is None:
-            # Non-persistent: derived from the stored packing, so it is never saved. Pages stay untouched
-            # (unallocated) until an expert is built into them.
-            e_all, dev = self.num_experts, getattr(self, f"nf4_{key}").device
-            codes = torch.empty(e_all, rows, cols, dtype=torch.uint8, device=dev)
-            absmax = torch.empty(e_all, cols // BLOCKSIZE, rows, dtype=torch.bfloat16, device=dev)
-            self.register_buffer(f"gemv_codes_{key}", codes, persistent=False)
+        packed = getattr(self, f"nf4_{key}")
+        absmax = self._buffers.get(f"gemv_absmax_{key}")
+        if absmax is None:
+            # Non-persistent, never saved; its pages stay unallocated until an expert is built into them. Not an
+            # inference tensor even when first built under inference_mode, so later builds may write into it.
+            with torch.inference_mode(False):
+                absmax = torch.empty(self.num_experts, cols // BLOCKSIZE, rows, dtype=torch.bfloat16,
+                                     device=packed.device)
             self.register_buffer(f"gemv_absmax_{key}", absmax, persistent=False)
-            self.__dict__.setdefault("_gemv_built", set())
-        built = self.__dict__["_gemv_built"]
-        if (key, e) not in built:
-            c, a = gemv_pack(getattr(self, f"nf4_{key}")[e], getattr(self, f"scale_{key}")[e],
-                             getattr(self, f"top_{key}")[e], self.shapes[key])
-            codes[e].copy_(c)
-            absmax[e].copy_(a)
-            built.add((key, e))
-        return codes[e], absmax[e]
+        if (key, e) not in self._built():
+            scale, top = getattr(self, f"scale_{key}")[e], getattr(self, f"top_{key}")[e]
+            absmax[e].copy_(gemv_absmax(scale, top, self.shapes[key]))
+            packed[e].copy_(gemv_codes(packed[e], self.shapes[key]))
+            self._built().add((key, e))
+        return packed[e], absmax[e]
+
+    @torch.no_grad()
+    def _restore(self, key: str, e: int) -> None:
+        """Put expert `e`'s `key` codes back in the stored layout (exact: the same nibbles, permuted back)."""
+        if (key, e) in self._built():
+            packed = getattr(self, f"nf4_{key}")
+            packed[e].copy_(stored_codes(packed[e], self.shapes[key]))
+            self._built().discard((key, e))
+
+    @torch.no_grad()
+    def build_decode_packing(self) -> int:
+        """Convert every expert to the kernel's layout now (so the first tokens do not pay it); returns how many
+        matrices were converted. Does nothing where the GEMV does not run (GPU, no kernel, turned off)."""
+        if self._receiving or not self.uses_gemv or self.nf4_gate_up.device.type != "cpu":
+            return 0
+        todo = [(k, e) for k in self.shapes for e in range(self.num_experts) if (k, e) not in self._built()]
+        for key, e in todo:
+            self._gemv_packing(key, e)
+        return len(todo)
+
+    @torch.no_grad()
+    def stored_layout(self) -> None:
+        """Every expert's codes back in the stored layout, the decode scales dropped: before saving, moving,
+        loading into the block or anything else that reads `nf4_*` as a whole."""
+        for key, e in sorted(self._built()):
+            self._restore(key, e)
+        for key in self.shapes:
+            self._buffers.pop(f"gemv_absmax_{key}", None)
+
+    def decode_bytes(self) -> int:
+        """Bytes the fast path holds beside the stored packing: the bf16 scales of the experts built so far."""
+        per = {k: (r * c // BLOCKSIZE) * 2 for k, (r, c) in self.shapes.items()}
+        return sum(per[k] for k, _ in self._built())
+
+    def _apply(self, fn, recurse: bool = True):
+        self.stored_layout()
+        return super()._apply(fn, recurse)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self.stored_layout()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.stored_layout()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _expert_gemv(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """One expert's SwiGLU on bitsandbytes' CPU NF4 GEMV (bf16 in and out, activation in fp32)."""
@@ -216,7 +270,7 @@ class QuantizedExperts(nn.Module):
     def _gemv_args(self, key: str, e: int) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor]:
         codes, absmax = self._gemv_packing(key, e)
         rows, cols = self.shapes[key]
-        return codes, (rows, 2 * cols), absmax
+        return gemv_expand(codes, (rows, cols)), (rows, 2 * cols), absmax
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, hidden={self.hidden_dim}, intermediate={self.intermediate_dim}, nf4"
@@ -363,7 +417,65 @@ def _cpu_layout(rowmajor: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return out.view(rows, cols // 2)
 
 
+def _stored_layout(layout: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Inverse of `_cpu_layout`: the row-major packed codes [rows, cols/2] back from the kernel's layout."""
+    b = layout.view(rows // _GEMV_N, cols // 2, 16, 2)
+    b0, b1 = b[..., 0], b[..., 1]
+    out = torch.empty(rows // _GEMV_N, 2, 16, cols // 2, dtype=torch.uint8, device=layout.device)
+    out[:, 0] = (((b0 & 0x0F) << 4) | (b1 & 0x0F)).transpose(1, 2)  # rows 32g + r
+    out[:, 1] = ((b0 & 0xF0) | (b1 >> 4)).transpose(1, 2)  # rows 32g + 16 + r
+    return out.view(rows, cols // 2)
+
+
 _ZERO_CODES = 0x77  # two NF4 codes of value 0.0 (index 7)
+# In the kernel's layout a 32-row group's column pair is 32 bytes, so each 16-block of a row group is 8 pairs
+# (256 bytes) and its zero padding the next 256: the padded matrix is the 4-bit one with 0x77 runs between.
+_RUN = 8 * 32 // 8  # int64 words in one 16-block's run of a row group
+
+
+def _check_gemv_shape(shape: tuple[int, int]) -> None:
+    rows, cols = shape
+    if rows % _GEMV_N or cols % BLOCKSIZE:
+        raise ValueError(f"a {rows}x{cols} matrix does not fit bitsandbytes' CPU GEMV ({_GEMV_N} rows a group)")
+
+
+def gemv_codes(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Stored packed codes (row-major, n/2 bytes) permuted into the kernel's layout of the unpadded matrix:
+    the same bytes' nibbles, 4 bits a weight; `gemv_expand` inserts the zero blocks."""
+    _check_gemv_shape(shape)
+    rows, cols = shape
+    return _cpu_layout(packed.reshape(rows, cols // 2), rows, cols).view(packed.shape)
+
+
+def stored_codes(layout: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Inverse of `gemv_codes` (exact)."""
+    rows, cols = shape
+    return _stored_layout(layout.reshape(rows, cols // 2), rows, cols).view(layout.shape)
+
+
+def gemv_absmax(scale: torch.Tensor, top: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The block scales as the kernel reads them: bf16, [cols / 16, rows]."""
+    rows, cols = shape
+    return _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // BLOCKSIZE).t().contiguous()
+
+
+_SCRATCH = threading.local()
+
+
+def gemv_expand(codes: torch.Tensor, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """`gemv_codes` output spread to the padded [rows, 2 * cols] matrix the kernel multiplies (each 16-block
+    followed by 16 zero codes), in `out` or this thread's scratch for the shape (its zero runs are written
+    once; each call copies the real runs, ~1/10 of the GEMV's time)."""
+    rows, cols = shape
+    if out is None:
+        cache = _SCRATCH.__dict__.setdefault("by_shape", {})
+        key = (str(codes.device), rows, cols)
+        if key not in cache:
+            cache[key] = torch.full((rows, cols), _ZERO_CODES, dtype=torch.uint8, device=codes.device)
+        out = cache[key]
+    runs = out.view(torch.int64).view(rows // _GEMV_N, cols // BLOCKSIZE, 2, _RUN)
+    runs[:, :, 0].copy_(codes.reshape(-1).view(torch.int64).view(rows // _GEMV_N, cols // BLOCKSIZE, _RUN))
+    return out
 
 
 @torch.no_grad()
@@ -372,14 +484,10 @@ def gemv_pack(packed: torch.Tensor, scale: torch.Tensor, top: torch.Tensor, shap
     """One matrix's stored NF4 as bitsandbytes' CPU GEMV reads it, with the same values: the kernel's blocks
     are 32 wide, so each 16-block is followed by 16 zero codes (a [rows, 2 * cols] matrix whose input is
     `gemv_input(x)`), its scale rounded to bf16. Codes [rows, cols] uint8 (two a byte, the kernel's layout)
-    and absmax [cols / 16, rows] bf16."""
+    and absmax [cols / 16, rows] bf16 (a fresh copy; the block itself keeps only `gemv_codes`)."""
     rows, cols = shape
-    if rows % _GEMV_N or cols % BLOCKSIZE:
-        raise ValueError(f"a {rows}x{cols} matrix does not fit bitsandbytes' CPU GEMV ({_GEMV_N} rows a group)")
-    blocks = packed.view(rows, cols // BLOCKSIZE, BLOCKSIZE // 2)
-    padded = torch.cat([blocks, torch.full_like(blocks, _ZERO_CODES)], dim=2).view(rows, cols)
-    absmax = _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // BLOCKSIZE).t().contiguous()
-    return _cpu_layout(padded, rows, 2 * cols), absmax
+    padded = torch.full((rows, cols), _ZERO_CODES, dtype=torch.uint8, device=packed.device)
+    return gemv_expand(gemv_codes(packed, shape), shape, padded), gemv_absmax(scale, top, shape)
 
 
 def gemv_input(x: torch.Tensor) -> torch.Tensor:
@@ -445,6 +553,13 @@ def decode_path(model: nn.Module) -> str | None:
     if not all(b.uses_gemv for b in blocks):
         return "dequantize (turned off or a matrix shape the GEMV cannot take)"
     return f"bitsandbytes gemv_4bit (our NF4 blocks of 16, zero-padded to its {GEMV_BLOCK})"
+
+
+def build_decode_packing(model: nn.Module) -> int:
+    """Convert every 4-bit expert of `model` to the CPU GEMV's layout now instead of at its first use; returns
+    the matrices converted (0 where the GEMV does not run). Costs no codes memory, 1 bit a weight of bf16
+    scales, and about 1-2 ms a 30B-A3B expert matrix."""
+    return sum(b.build_decode_packing() for b in model.modules() if isinstance(b, QuantizedExperts))
 
 
 def _is_experts(module: nn.Module) -> bool:
@@ -589,8 +704,6 @@ class ExpertsCache:
 def _category(name: str) -> str:
     if ".visual." in f".{name}" or "vision" in name:
         return "vision"
-    if ".experts.gemv_" in name:
-        return "experts_decode"  # the decode-only packing, built as experts are first decoded on CPU
     if ".experts." in name or name.endswith(".mlp.gate.weight"):
         return "experts"
     if "self_attn" in name:
@@ -613,7 +726,10 @@ def _tensor_bytes(t: torch.Tensor) -> int:
 
 
 def memory_report(model: nn.Module) -> dict[str, int]:
-    """Bytes of parameters and persistent buffers per component (vision, attention, experts, embeddings, ...)."""
+    """Bytes of parameters and buffers per component (vision, attention, experts, embeddings, ...).
+    `experts_decode` is what the CPU fast path holds beside the stored experts: the bf16 scales of the
+    experts converted so far (their codes are the stored ones, permuted in place), not the lazily
+    allocated buffer's full size."""
     report: dict[str, int] = {}
     seen: set[int] = set()
     tensors = list(model.named_parameters()) + list(model.named_buffers())
@@ -621,10 +737,13 @@ def memory_report(model: nn.Module) -> dict[str, int]:
         if id(t) in seen or t.is_meta:
             continue
         seen.add(id(t))
-        if name.endswith("inv_freq"):
+        if name.endswith("inv_freq") or ".gemv_absmax_" in f".{name}":
             continue
         cat = _category(name)
         report[cat] = report.get(cat, 0) + _tensor_bytes(t)
+    decode = sum(b.decode_bytes() for b in model.modules() if isinstance(b, QuantizedExperts))
+    if decode:
+        report["experts_decode"] = decode
     report["total"] = sum(report.values())
     return report
 

@@ -247,11 +247,21 @@ def _block_pair(moe_model):
     return config, experts, fast, slow
 
 
+def _fast_weight(block, key, e):
+    """The fp32 matrix the GEMV multiplies for expert `e` (its kernel-layout codes, padded)."""
+    from r1v4_nb.models.moe_quant import gemv_expand, gemv_unpack
+
+    codes, absmax = block._gemv_packing(key, e)
+    shape = block.shapes[key]
+    padded = torch.empty(shape, dtype=torch.uint8)
+    return gemv_unpack(gemv_expand(codes, shape, padded.fill_(0x77)), absmax, shape)
+
+
 def test_gemv_decode_matches_the_dequantize_path_within_quantization_error(moe_model):
     """On CPU the experts run on bitsandbytes' GEMV: the same weights as the dequantize path (scales rounded to
     bf16), with bf16 inputs and outputs: relative error < 2% against the block in fp32 on those weights, and
     cosine > 0.999 against the dequantize path."""
-    from r1v4_nb.models.moe_quant import decode_path, gemv_unpack
+    from r1v4_nb.models.moe_quant import decode_path
 
     _needs_gemv()
     config, experts, fast, slow = _block_pair(moe_model)
@@ -267,13 +277,13 @@ def test_gemv_decode_matches_the_dequantize_path_within_quantization_error(moe_m
         for t in range(tokens):
             for k in range(2):
                 e = int(top_k[t, k])
-                gate, up = (x[t] @ gemv_unpack(*fast._gemv_packing("gate_up", e), fast.shapes["gate_up"]).t()).chunk(2)
-                y = (fast.act_fn(gate) * up) @ gemv_unpack(*fast._gemv_packing("down", e), fast.shapes["down"]).t()
+                gate, up = (x[t] @ _fast_weight(fast, "gate_up", e).t()).chunk(2)
+                y = (fast.act_fn(gate) * up) @ _fast_weight(fast, "down", e).t()
                 exact[t] += weights[t, k] * y
         assert float((got - exact).norm() / exact.norm()) < 0.02
         assert torch.nn.functional.cosine_similarity(got.flatten(), old.flatten(), dim=0) > 0.999
         assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
-    assert {"gemv_codes_gate_up", "gemv_absmax_down"} <= dict(fast.named_buffers()).keys()
+    assert {"gemv_absmax_gate_up", "gemv_absmax_down"} <= dict(fast.named_buffers()).keys()
 
 
 def test_without_the_kernel_the_block_falls_back_to_dequantizing(moe_model, monkeypatch):
@@ -310,5 +320,108 @@ def test_the_decode_packing_is_not_saved(moe_model):
     _needs_gemv()
     config, _, fast, _ = _block_pair(moe_model)
     fast(torch.randn(1, config.hidden_size), torch.tensor([[0, 1]]), torch.full((1, 2), 0.5))
-    assert "gemv_codes_down" in dict(fast.named_buffers())
+    assert "gemv_absmax_down" in dict(fast.named_buffers())
     assert not [k for k in fast.state_dict() if k.startswith("gemv_")]
+
+
+def test_codes_permute_into_the_kernel_layout_and_back_exactly():
+    """The fast path keeps one copy of the codes: the stored bytes permuted into the kernel's layout. The
+    permutation is exact both ways, and spreading it with zero runs gives bitsandbytes' padded packing."""
+    from r1v4_nb.models.moe_quant import gemv_codes, gemv_expand, gemv_pack, stored_codes
+
+    gen = torch.Generator().manual_seed(5)
+    packed = torch.randint(0, 256, (96 * 64 // 2,), dtype=torch.uint8, generator=gen)
+    layout = gemv_codes(packed, (96, 64))
+    assert layout.shape == packed.shape and not torch.equal(layout, packed)
+    assert torch.equal(stored_codes(layout, (96, 64)), packed)
+    padded, _ = gemv_pack(packed, torch.zeros(96 * 4, dtype=torch.uint8), torch.tensor(1.0), (96, 64))
+    assert torch.equal(gemv_expand(layout, (96, 64)), padded)
+    assert (padded.view(3, 4, 2, 256)[:, :, 1] == 0x77).all()  # the zero run after each 16-block
+
+
+def _stored_state(block):
+    return {k: v.clone() for k, v in block.state_dict().items()}
+
+
+def test_fast_decode_holds_no_second_copy_and_memory_report_counts_it(moe_model):
+    """After fast decode the experts' bytes are the stored ones; `experts_decode` is only the bf16 scales of
+    the experts built so far (1 bit a weight), and nothing once the block is back in the stored layout."""
+    from r1v4_nb.models.moe_quant import build_decode_packing
+
+    _needs_gemv()
+    config, _, fast, _ = _block_pair(moe_model)
+    holder = torch.nn.Module()
+    holder.mlp = torch.nn.Module()
+    holder.mlp.experts = fast  # memory_report files `.experts.` tensors under experts
+    before = memory_report(holder)
+    assert "experts_decode" not in before
+    fast(torch.randn(1, config.hidden_size), torch.tensor([[0, 3]]), torch.full((1, 2), 0.5))
+    after = memory_report(holder)
+    weights = sum(r * c for r, c in fast.shapes.values())  # one expert's weights, both matrices
+    assert after["experts"] == before["experts"]
+    assert after["experts_decode"] == 2 * weights // 16 * 2  # two experts, one bf16 scale a 16-block
+    assert build_decode_packing(fast) == 2 * (config.num_experts - 2)
+    assert memory_report(holder)["experts_decode"] == config.num_experts * weights // 8
+    fast.stored_layout()
+    assert memory_report(holder) == before
+
+
+def test_save_after_fast_decode_is_byte_identical_and_reloads(tiny_moe_path, tmp_path):
+    """Saving after fast decode writes the stored packing exactly (permuted back in place), the reloaded
+    model generates the same tokens, and the fast path after the save gives the same outputs as before it."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, Qwen3VLMoeForConditionalGeneration
+
+    _needs_gemv()
+    model = AutoModelForImageTextToText.from_pretrained(tiny_moe_path).eval()
+    quantize_experts(model)
+    model.save_pretrained(tmp_path / "before")
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    expected = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False)
+    blocks = _experts(model)
+    assert all(b._built() for b in blocks)  # decoded on the GEMV: codes in the kernel's layout
+    block, x = blocks[0], torch.randn(3, model.config.text_config.hidden_size)
+    top_k, weights = torch.tensor([[0, 3], [5, 3], [1, 2]]), torch.full((3, 2), 0.5)
+    out = block(x, top_k, weights)
+    model.save_pretrained(tmp_path / "after")
+    assert not any(b._built() for b in blocks)
+    first, second = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("before", "after"))
+    assert first.keys() == second.keys() and [k for k in first if ".experts.nf4_" in k]
+    for k in first:
+        assert torch.equal(first[k], second[k]), k
+    assert torch.equal(block(x, top_k, weights), out)  # rebuilt after the save: the same outputs
+    reloaded = quantized_moe_class(Qwen3VLMoeForConditionalGeneration, receive=False).from_pretrained(tmp_path / "after")
+    assert torch.equal(reloaded.eval().generate(input_ids=ids, max_new_tokens=6, do_sample=False), expected)
+
+
+def test_gradient_pass_lora_and_moves_after_fast_decode(moe_model):
+    """After fast decode: a pass that needs gradients, LoRA on the experts and a move (`.to`) each see the
+    stored layout, and give what a block that never ran the GEMV gives."""
+    from r1v4_nb.models.lora import QuantizedExpertsLora
+
+    _needs_gemv()
+    config, _, fast, slow = _block_pair(moe_model)
+    x = torch.randn(2, config.hidden_size)
+    top_k, weights = torch.tensor([[0, 3], [5, 3]]), torch.full((2, 2), 0.5)
+    fast(x, top_k, weights)
+    assert {("gate_up", 0), ("down", 5)} <= fast._built()
+    xg = x.clone().requires_grad_(True)
+    out = fast(xg, top_k, weights)
+    out.sum().backward()
+    assert xg.grad is not None and torch.equal(out, slow(x, top_k, weights))
+    assert ("gate_up", 0) not in fast._built()  # the dequantize path put the experts it read back
+    fast(x, top_k, weights)
+    lora_fast = QuantizedExpertsLora(fast, 2, 4).to("cpu")  # the move puts the stored layout back
+    assert not fast._built()
+    lora_slow = QuantizedExpertsLora(slow, 2, 4)
+    torch.nn.init.normal_(lora_fast.lora_B["down_proj"], std=0.1)
+    with torch.no_grad():
+        for name in ("gate_up_proj", "down_proj"):
+            lora_slow.lora_A[name].copy_(lora_fast.lora_A[name])
+            lora_slow.lora_B[name].copy_(lora_fast.lora_B[name])
+    xg = x.clone().requires_grad_(True)
+    got = lora_fast(xg, top_k, weights)
+    got.sum().backward()
+    assert lora_fast.lora_B["down_proj"].grad is not None
+    assert torch.equal(got, lora_slow(x, top_k, weights))
+    assert torch.equal(fast.state_dict()["nf4_gate_up"], slow.state_dict()["nf4_gate_up"])
