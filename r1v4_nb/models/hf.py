@@ -148,9 +148,12 @@ def load(
     max_pixels: int | None = None,
     adapter: str | Path | None = None,
     prefix_reuse: bool = True,
+    build_decode: bool = False,
     progress: Callable[[str], None] | None = _say,
 ) -> HFModel:
-    """Load a Qwen3-VL(-MoE) folder or hub id as a `Model`; `.model` is the transformers model."""
+    """Load a Qwen3-VL(-MoE) folder or hub id as a `Model`; `.model` is the transformers model.
+    build_decode: convert 4-bit experts to the CPU GEMV's layout now rather than at each expert's first use
+    (no extra codes memory; the first tokens are then not slower)."""
     import torch
 
     say = progress or (lambda _m: None)
@@ -195,7 +198,14 @@ def load(
             _quiet_int8_cast()
             if torch_dtype != torch.float16:
                 say(f"8-bit layers cast their {str(torch_dtype).removeprefix('torch.')} inputs to float16")
-    from .moe_quant import ExpertsCache, format_report, is_marked, memory_report, quantized_moe_class
+    from .moe_quant import (
+        ExpertsCache,
+        build_decode_packing,
+        format_report,
+        is_marked,
+        memory_report,
+        quantized_moe_class,
+    )
 
     cache = None
     if _is_moe(config) and (quantization or is_marked(config)):
@@ -224,6 +234,8 @@ def load(
                 say(f"could not keep the quantized experts in {cache.path} ({exc}); the next load quantizes again")
     if adapter is not None:
         model = _attach_adapter(model, adapter)
+    if build_decode and (built := build_decode_packing(model)):
+        say(f"converted {built} expert matrices to the CPU GEMV's layout")
     from .processor import load_processor
 
     try:

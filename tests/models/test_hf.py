@@ -285,3 +285,22 @@ def test_4bit_experts_decode_on_the_gemv_and_give_the_dequantize_paths_tokens(ti
             block.fast_decode = False
     assert model.describe()["experts_decode"].startswith("dequantize")
     assert _run(model, _ask(image), settings=settings)[0] == fast
+
+
+def test_4bit_experts_can_take_the_gemv_layout_at_load_time(tiny_moe_path, image):
+    """build_decode=True converts every expert at load (so the first tokens pay nothing) and holds only the
+    bf16 scales beside the stored experts; the tokens are the lazily converted model's."""
+    from r1v4_nb.models.moe_quant import gemv_support, memory_report
+
+    if not gemv_support()[0]:
+        pytest.skip(gemv_support()[1])
+    eager = load(tiny_moe_path, quantization="4bit", progress=None, prefix_reuse=False, build_decode=True)
+    blocks = [b for b in eager.model.modules() if isinstance(b, QuantizedExperts)]
+    assert blocks and all(len(b._built()) == 2 * b.num_experts for b in blocks)
+    report = memory_report(eager.model)
+    weights = sum(b.num_experts * sum(r * c for r, c in b.shapes.values()) for b in blocks)
+    assert report["experts_decode"] == weights // 8  # one bf16 scale a 16-weight block
+    lazy = load(tiny_moe_path, quantization="4bit", progress=None, prefix_reuse=False)
+    assert report["experts"] == memory_report(lazy.model)["experts"]
+    settings = GenerationSettings(temperature=0, max_tokens=12)
+    assert _run(eager, _ask(image), settings=settings)[0] == _run(lazy, _ask(image), settings=settings)[0]
