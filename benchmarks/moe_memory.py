@@ -5,9 +5,13 @@ A one-layer Qwen3-VL-MoE with the real text shapes of Qwen3-VL-30B-A3B-Instruct
 of 128) and random weights is saved as a folder, then loaded three ways through
 the normal path: bf16; `BitsAndBytesConfig(load_in_4bit=True)` (bitsandbytes'
 default, which leaves the fused 3-D experts in bf16); and `r1v4_nb.models.hf.load(...,
-quantization="4bit")` (our per-expert NF4). For each: the experts' bytes (one
-layer and x48 for the full model) and the decode time of the layer's MoE block
-for one token. Run: .venv/bin/python benchmarks/moe_memory.py
+quantization="4bit")` (our per-expert NF4). Ours is measured on both of its paths in the
+same run: stored 4-bit decoding by dequantizing (`fast_decode = False`), and the CPU GEMV
+fast path after every expert was converted (`build_decode_packing`, as if every expert had
+been used). For each: the experts' bytes by `memory_report` (one layer and x48 for the full
+model), and the decode time of the layer's MoE block for one token. The row "previous fast path" is computed: the decode packing
+the fast path kept before (padded codes, 8 bits a weight, and bf16 scales) beside the stored
+experts. Run: .venv/bin/python benchmarks/moe_memory.py
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ def _build(folder: Path) -> None:
 
 
 def _experts_bytes(model) -> int:
+    """The experts' bytes on the path the model runs now: stored tensors plus what the fast path holds."""
     from r1v4_nb.models.moe_quant import memory_report
 
-    return memory_report(model)["experts"]
+    report = memory_report(model)
+    return report["experts"] + report.get("experts_decode", 0)
 
 
 def _decode_ms(model, reps: int = 20) -> float:
@@ -79,6 +85,7 @@ def main() -> None:
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
     from r1v4_nb.models.hf import load
+    from r1v4_nb.models.moe_quant import QuantizedExperts, build_decode_packing, gemv_support
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,14 +104,34 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = load(folder, quantization="4bit", dtype="bfloat16", progress=None)
         load_s = time.perf_counter() - t0
-        rows.append(("r1v4_nb 4-bit (NF4 experts)", _experts_bytes(ours.model), _decode_ms(ours.model)))
+        blocks = [b for b in ours.model.modules() if isinstance(b, QuantizedExperts)]
+        for b in blocks:
+            b.fast_decode = False
+        stored = _experts_bytes(ours.model)
+        rows.append(("ours, stored 4-bit (dequantize)", stored, _decode_ms(ours.model)))
+        for b in blocks:
+            b.fast_decode = True
+        if gemv_support()[0]:
+            t0 = time.perf_counter()
+            built = build_decode_packing(ours.model)
+            build_s = time.perf_counter() - t0
+            weights = sum(b.num_experts * sum(r * c for r, c in b.shapes.values()) for b in blocks)
+            rows.append(("ours, previous fast path", stored + weights + weights // 8, float("nan")))
+            rows.append(("ours, fast path (all used)", _experts_bytes(ours.model), _decode_ms(ours.model)))
+        else:
+            print(f"no fast path on this CPU: {gemv_support()[1]}")
     base = rows[0][1]
     print(f"\nexperts of one layer (128 x [1536x2048 + 2048x768]); the full model has {REAL_TEXT['num_hidden_layers']}")
-    print(f"{'path':<30} {'MiB/layer':>10} {'GiB x48':>8} {'vs bf16':>8} {'decode ms/token':>16}")
+    print(f"{'path':<34} {'MiB/layer':>10} {'GiB x48':>8} {'vs bf16':>8} {'decode ms/token':>16}")
     for name, nbytes, ms in rows:
-        print(f"{name:<30} {nbytes / 2**20:>10.1f} {nbytes * 48 / 2**30:>8.2f} {base / nbytes:>7.2f}x {ms:>16.2f}")
+        print(f"{name:<34} {nbytes / 2**20:>10.1f} {nbytes * 48 / 2**30:>8.2f} {base / nbytes:>7.2f}x {ms:>16.2f}")
     print(f"\nbitsandbytes' default path quantized attention ({attn}) but left the fused experts in bf16;")
     print(f"ours quantized them while loading ({load_s:.1f}s for the layer, on this CPU).")
+    if gemv_support()[0]:
+        print(f"converting the layer's {built} expert matrices to the GEMV layout took {build_s:.2f}s and added "
+              f"{(rows[-1][1] - stored) / 2**20:.1f} MiB of bf16 scales (the codes are the stored ones, permuted)")
+    with open("/proc/loadavg") as f:
+        print(f"load average: {f.read().strip()}")
 
 
 if __name__ == "__main__":
