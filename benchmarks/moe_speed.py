@@ -9,9 +9,9 @@ Prints, measured in this run:
   NF4 GEMV (the decode path) and dequantizing (the path before it, still the one for many tokens) against
   the same experts in bf16 (transformers' own block) and bitsandbytes' 4-bit matmul on the same 8 experts;
   goal: ours no slower than bf16;
-  and, for the fast path's memory change, the same GEMV on the padded packing it used to keep resident
-  beside the stored codes ("padded copy, before"): now it keeps the stored codes permuted into the kernel's
-  layout and spreads them into a scratch on each call;
+  and, for the fast path's memory change, the GEMV on the zero-padded copy it used to keep beside the
+  stored codes ("padded copy, before"; 8 bits a weight more): now the stored codes themselves, permuted into
+  the kernel's layout, are read by two calls a matrix (even / odd 16-blocks' scales);
 - one expert at 1-1024 tokens on each path (prefill: does the GEMV still beat dequantizing?).
 `--threads` pins torch's CPU threads (on a shared, loaded machine 2 threads thrash; compare runs made
 with the same setting).
@@ -70,19 +70,31 @@ def bench_quantize(n: int) -> None:
               f"{many * EXPERTS * LAYERS / 60:6.1f} min for {LAYERS} layers")
 
 
+def _padded(block, key: str, e: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:  # noqa: ANN001
+    """Expert `e`'s codes zero-padded (each 16-block then 16 zero codes) in the kernel's layout, bf16 scales."""
+    from r1v4_nb.models.moe_quant import _levels_to_absmax, gemv_codes
+
+    rows, cols = block.shapes[key]
+    blocks = getattr(block, f"nf4_{key}")[e].view(rows, cols // 16, 8)
+    padded = torch.cat([blocks, torch.full_like(blocks, 0x77)], dim=2).view(-1)
+    scale, top = getattr(block, f"scale_{key}")[e], getattr(block, f"top_{key}")[e]
+    absmax = _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // 16).t().contiguous()
+    return gemv_codes(padded, (rows, 2 * cols)).view(rows, cols), absmax, (rows, 2 * cols)
+
+
+def _padded_gemv(x: torch.Tensor, codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    from r1v4_nb.models.moe_quant import GEMV_BLOCK, _nf4_code
+
+    spread = torch.nn.functional.pad(x.to(torch.bfloat16).view(x.shape[0], -1, 16), (0, 16)).view(x.shape[0], -1)
+    return torch.ops.bitsandbytes.gemv_4bit(spread, codes, shape, absmax, _nf4_code(x.device), GEMV_BLOCK).float()
+
+
 def bench_decode(n: int, reps: int) -> None:
     import bitsandbytes as bnb
     import bitsandbytes.functional as bnbf
     from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeTextExperts
 
-    from r1v4_nb.models.moe_quant import (
-        GEMV_BLOCK,
-        QuantizedExperts,
-        _nf4_code,
-        decode_path,
-        gemv_input,
-        gemv_pack,
-    )
+    from r1v4_nb.models.moe_quant import QuantizedExperts, decode_path
 
     torch.manual_seed(1)
     config = _config(n)
@@ -104,18 +116,14 @@ def bench_decode(n: int, reps: int) -> None:
             out += y * weights[0, k]
         return out
 
-    shapes = {"gate_up": (2 * INTER, HIDDEN), "down": (HIDDEN, INTER)}
-    padded = [{k: gemv_pack(getattr(ours, f"nf4_{k}")[e], getattr(ours, f"scale_{k}")[e], getattr(ours, f"top_{k}")[e],
-                            shape) for k, shape in shapes.items()} for e in top_k[0].tolist()]
+    padded = [{k: _padded(ours, k, e) for k in ("gate_up", "down")} for e in top_k[0].tolist()]
 
     def padded_block() -> torch.Tensor:
-        """The fast path as it was: the GEMV on a resident padded copy of each expert's codes."""
-        out, code, gemv = torch.zeros_like(x), _nf4_code(x.device), torch.ops.bitsandbytes.gemv_4bit
+        """The fast path as first wired: one GEMV call a matrix on a resident zero-padded copy of its codes."""
+        out = torch.zeros_like(x)
         for k, packs in enumerate(padded):
-            (gc, ga), (dc, da) = packs["gate_up"], packs["down"]
-            gate, up = gemv(gemv_input(x), gc, (2 * INTER, 2 * HIDDEN), ga, code, GEMV_BLOCK).float().chunk(2, dim=-1)
-            h = torch.nn.functional.silu(gate) * up
-            out += gemv(gemv_input(h), dc, (HIDDEN, 2 * INTER), da, code, GEMV_BLOCK) * weights[0, k]
+            gate, up = _padded_gemv(x, *packs["gate_up"]).chunk(2, dim=-1)
+            out += _padded_gemv(torch.nn.functional.silu(gate) * up, *packs["down"]) * weights[0, k]
         return out
 
     with torch.inference_mode():
@@ -133,7 +141,7 @@ def bench_decode(n: int, reps: int) -> None:
                 ("bitsandbytes matmul_4bit, NF4/64", _median_ms(bnb_block, reps)),
                 ("r1v4_nb NF4/16, dequantize", _median_ms(lambda: dequant(x, top_k, weights), reps)),
                 ("r1v4_nb gemv, padded copy (before)", _median_ms(padded_block, reps)),
-                ("r1v4_nb gemv, one copy (now)", _median_ms(lambda: ours(x, top_k, weights), reps))]
+                ("r1v4_nb gemv, one copy, 2 calls (now)", _median_ms(lambda: ours(x, top_k, weights), reps))]
     print(f"decoding one token through the experts ({ACTIVE} of {n} active), goal: r1v4_nb no slower than bf16")
     print(f"  r1v4_nb decode path: {decode_path(ours)}")
     for name, ms in rows:

@@ -22,17 +22,17 @@ Three ways in:
 
 On CPU: a token's chosen experts would be dequantized on every token (5x slower than bf16), so the experts
 are computed by bitsandbytes' native CPU NF4 GEMV (`torch.ops.bitsandbytes.gemv_4bit`, AVX512-BF16)
-instead, at decode and prefill alike (it beats dequantizing at every token count measured, 1 to 1024). That kernel takes blocks of 32 or 64
-with a bf16 absmax, in its own layout. Re-blocking our codes to 32 (or searching 32-blocks from the
-original weights) drops a SwiGLU expert's output to ~0.986-0.990 cosine, so each 16-block keeps its codes
-and scale (rounded to bf16) and is followed by 16 zero codes; the input is spread to match. The kernel does
-twice the work of a dense 32-block packing and still beats bf16; the outputs equal the dequantize path's to
-bf16 rounding. There is one copy of the codes: the first time an expert is decoded its stored codes are
-permuted in place into the kernel's byte layout (the same nibbles, 4 bits a weight) and its scales kept
-beside them in bf16 (1 bit a weight); each call copies them into a per-shape scratch that already holds
-the zero codes. Saving, moving the block, loading into it and passes that need the stored layout (gradients,
-LoRA) permute them back exactly first (`stored_layout`), so every way in (quantize, cache, reload) gets the
-fast path and what is saved is unchanged. `build_decode_packing(model)` converts every expert up front.
+instead, at decode and prefill alike (it beats dequantizing at every token count measured, 1 to 1024). That
+kernel takes blocks of 32 or 64 with a bf16 absmax, in its own layout. Re-blocking our codes to 32 (or
+searching 32-blocks from the original weights) drops a SwiGLU expert's output to ~0.986-0.990 cosine, so the
+weights stay ours: each 32-block the kernel reads is two of our 16-blocks, and each matrix is multiplied in
+two calls, one with the even 16-blocks' scales (bf16) and the input's odd 16-blocks zeroed, one the other way
+round; their sum is the matrix product on our weights (scales rounded to bf16). There is one copy of the
+codes: the first time an expert is decoded its stored codes are permuted in place into the kernel's byte
+layout (the same nibbles, 4 bits a weight) and its scales kept beside them in bf16 (1 bit a weight). Saving,
+moving, loading into the block and passes that read the stored layout (gradients, LoRA) permute them back
+exactly first (`stored_layout`), so every way in (quantize, cache, reload) gets the fast path and what is
+saved is unchanged. `build_decode_packing(model)` converts every expert up front.
 `gemv_support()` checks once that the kernel exists and computes right on this CPU; without it, or with
 `fast_decode = False` on a block, the block keeps dequantizing (`decode_path(model)` says which).
 
@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ BLOCKSIZE = 16
 _CODE_BLOCK = 64  # bitsandbytes' block for decoding codes with unit absmax
 _STEPS = 32  # scale levels per octave
 CONFIG_KEY = "r1v4_experts_quant"
-GEMV_BLOCK = 32  # bitsandbytes' CPU GEMV block (32 or 64): one of our 16-blocks and 16 zero codes
+GEMV_BLOCK = 32  # bitsandbytes' CPU GEMV block (32 or 64): two of our 16-blocks, one call for each
 _GEMV_N = 32  # rows interleaved per group in bitsandbytes' CPU packing (its `block_n`)
 CACHE_FORMAT = 1  # bump when the encoding changes: old cache files are then ignored
 # Buffer names must not start with "gate_up_proj" / "down_proj": transformers'
@@ -186,7 +185,7 @@ class QuantizedExperts(nn.Module):
         """Whether forward passes on CPU run on bitsandbytes' NF4 GEMV (see `gemv_support`)."""
         if not self.__dict__.get("fast_decode", True):
             return False
-        shapes_ok = all(r % _GEMV_N == 0 for r, _ in self.shapes.values())
+        shapes_ok = all(r % _GEMV_N == 0 and c % GEMV_BLOCK == 0 for r, c in self.shapes.values())
         return shapes_ok and gemv_support()[0]
 
     def _built(self) -> set[tuple[str, int]]:
@@ -204,7 +203,7 @@ class QuantizedExperts(nn.Module):
             # Non-persistent, never saved; its pages stay unallocated until an expert is built into them. Not an
             # inference tensor even when first built under inference_mode, so later builds may write into it.
             with torch.inference_mode(False):
-                absmax = torch.empty(self.num_experts, cols // BLOCKSIZE, rows, dtype=torch.bfloat16,
+                absmax = torch.empty(self.num_experts, 2, cols // GEMV_BLOCK, rows, dtype=torch.bfloat16,
                                      device=packed.device)
             self.register_buffer(f"gemv_absmax_{key}", absmax, persistent=False)
         if (key, e) not in self._built():
@@ -260,17 +259,9 @@ class QuantizedExperts(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _expert_gemv(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        """One expert's SwiGLU on bitsandbytes' CPU NF4 GEMV (bf16 in and out, activation in fp32)."""
-        code = _nf4_code(x.device)
-        gemv = torch.ops.bitsandbytes.gemv_4bit
-        gate_up = gemv(gemv_input(x), *self._gemv_args("gate_up", e), code, GEMV_BLOCK)
-        gate, up = gate_up.float().chunk(2, dim=-1)
-        return gemv(gemv_input(self.act_fn(gate) * up), *self._gemv_args("down", e), code, GEMV_BLOCK).float()
-
-    def _gemv_args(self, key: str, e: int) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor]:
-        codes, absmax = self._gemv_packing(key, e)
-        rows, cols = self.shapes[key]
-        return gemv_expand(codes, (rows, cols)), (rows, 2 * cols), absmax
+        """One expert's SwiGLU on bitsandbytes' CPU NF4 GEMV (bf16 in, fp32 sums of its bf16 outputs)."""
+        gate, up = gemv_matmul(x, *self._gemv_packing("gate_up", e), self.shapes["gate_up"]).chunk(2, dim=-1)
+        return gemv_matmul(self.act_fn(gate) * up, *self._gemv_packing("down", e), self.shapes["down"])
 
     def extra_repr(self) -> str:
         return f"experts={self.num_experts}, hidden={self.hidden_dim}, intermediate={self.intermediate_dim}, nf4"
@@ -427,21 +418,16 @@ def _stored_layout(layout: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return out.view(rows, cols // 2)
 
 
-_ZERO_CODES = 0x77  # two NF4 codes of value 0.0 (index 7)
-# In the kernel's layout a 32-row group's column pair is 32 bytes, so each 16-block of a row group is 8 pairs
-# (256 bytes) and its zero padding the next 256: the padded matrix is the 4-bit one with 0x77 runs between.
-_RUN = 8 * 32 // 8  # int64 words in one 16-block's run of a row group
-
-
 def _check_gemv_shape(shape: tuple[int, int]) -> None:
     rows, cols = shape
-    if rows % _GEMV_N or cols % BLOCKSIZE:
-        raise ValueError(f"a {rows}x{cols} matrix does not fit bitsandbytes' CPU GEMV ({_GEMV_N} rows a group)")
+    if rows % _GEMV_N or cols % GEMV_BLOCK:
+        raise ValueError(f"a {rows}x{cols} matrix does not fit bitsandbytes' CPU GEMV "
+                         f"({_GEMV_N} rows a group, {GEMV_BLOCK} columns a block)")
 
 
 def gemv_codes(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Stored packed codes (row-major, n/2 bytes) permuted into the kernel's layout of the unpadded matrix:
-    the same bytes' nibbles, 4 bits a weight; `gemv_expand` inserts the zero blocks."""
+    """Stored packed codes (row-major, n/2 bytes) permuted into the kernel's byte layout (that of
+    `bitsandbytes.functional._convert_weight_packed_for_cpu`): the same nibbles, 4 bits a weight."""
     _check_gemv_shape(shape)
     rows, cols = shape
     return _cpu_layout(packed.reshape(rows, cols // 2), rows, cols).view(packed.shape)
@@ -454,55 +440,39 @@ def stored_codes(layout: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def gemv_absmax(scale: torch.Tensor, top: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The block scales as the kernel reads them: bf16, [cols / 16, rows]."""
+    """The block scales as the two kernel calls read them: bf16 [2, cols / 32, rows], the even 16-blocks'
+    scales then the odd ones'."""
     rows, cols = shape
-    return _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // BLOCKSIZE).t().contiguous()
+    absmax = _levels_to_absmax(scale, top).to(torch.bfloat16).view(rows, cols // GEMV_BLOCK, 2)
+    return absmax.permute(2, 1, 0).contiguous()
 
 
-_SCRATCH = threading.local()
-
-
-def gemv_expand(codes: torch.Tensor, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
-    """`gemv_codes` output spread to the padded [rows, 2 * cols] matrix the kernel multiplies (each 16-block
-    followed by 16 zero codes), in `out` or this thread's scratch for the shape (its zero runs are written
-    once; each call copies the real runs, ~1/10 of the GEMV's time)."""
-    rows, cols = shape
-    if out is None:
-        cache = _SCRATCH.__dict__.setdefault("by_shape", {})
-        key = (str(codes.device), rows, cols)
-        if key not in cache:
-            cache[key] = torch.full((rows, cols), _ZERO_CODES, dtype=torch.uint8, device=codes.device)
-        out = cache[key]
-    runs = out.view(torch.int64).view(rows // _GEMV_N, cols // BLOCKSIZE, 2, _RUN)
-    runs[:, :, 0].copy_(codes.reshape(-1).view(torch.int64).view(rows // _GEMV_N, cols // BLOCKSIZE, _RUN))
-    return out
-
-
-@torch.no_grad()
-def gemv_pack(packed: torch.Tensor, scale: torch.Tensor, top: torch.Tensor, shape: tuple[int, int]
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One matrix's stored NF4 as bitsandbytes' CPU GEMV reads it, with the same values: the kernel's blocks
-    are 32 wide, so each 16-block is followed by 16 zero codes (a [rows, 2 * cols] matrix whose input is
-    `gemv_input(x)`), its scale rounded to bf16. Codes [rows, cols] uint8 (two a byte, the kernel's layout)
-    and absmax [cols / 16, rows] bf16 (a fresh copy; the block itself keeps only `gemv_codes`)."""
-    rows, cols = shape
-    padded = torch.full((rows, cols), _ZERO_CODES, dtype=torch.uint8, device=packed.device)
-    return gemv_expand(gemv_codes(packed, shape), shape, padded), gemv_absmax(scale, top, shape)
-
-
-def gemv_input(x: torch.Tensor) -> torch.Tensor:
-    """x [tokens, cols] in bf16 spread to the padded width `gemv_pack` makes (zeros where the codes are)."""
+def gemv_inputs(x: torch.Tensor) -> torch.Tensor:
+    """x [tokens, cols] as the two kernel calls take it: bf16 [2, tokens, cols], the first with each odd
+    16-block zeroed, the second with each even one (so each call sees only the blocks its scales are for)."""
     t, cols = x.shape
-    return nn.functional.pad(x.to(torch.bfloat16).view(t, cols // BLOCKSIZE, BLOCKSIZE), (0, BLOCKSIZE)).view(t, -1)
+    halves = x.to(torch.bfloat16).view(t, cols // GEMV_BLOCK, 2, BLOCKSIZE)
+    out = torch.zeros(2, t, cols // GEMV_BLOCK, 2, BLOCKSIZE, dtype=torch.bfloat16, device=x.device)
+    out[0, :, :, 0] = halves[:, :, 0]
+    out[1, :, :, 1] = halves[:, :, 1]
+    return out.view(2, t, cols)
+
+
+def gemv_matmul(x: torch.Tensor, codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """x [tokens, cols] times the [rows, cols] matrix (`gemv_codes`, `gemv_absmax`) transposed, fp32
+    [tokens, rows]: two calls of the kernel, summed."""
+    xs, code = gemv_inputs(x), _nf4_code(x.device)
+    gemv = torch.ops.bitsandbytes.gemv_4bit
+    even = gemv(xs[0], codes, shape, absmax[0], code, GEMV_BLOCK).float()
+    return even.add_(gemv(xs[1], codes, shape, absmax[1], code, GEMV_BLOCK).float())
 
 
 def gemv_unpack(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The fp32 [rows, cols] matrix a `gemv_pack` result stands for (what the kernel multiplies by)."""
+    """The fp32 [rows, cols] matrix `gemv_matmul` multiplies by (what the two kernel calls stand for)."""
     rows, cols = shape
-    b = codes.view(rows // _GEMV_N, cols, 16, 2)  # [group, column pair of the padded width, r, j]
-    q = torch.stack([b & 0xF, b >> 4], dim=1).permute(0, 1, 3, 2, 4).reshape(rows, 2 * cols)
-    q = q.view(rows, cols // BLOCKSIZE, 2 * BLOCKSIZE)[:, :, :BLOCKSIZE].reshape(rows, cols)
-    scale = absmax.float().t().repeat_interleave(BLOCKSIZE, dim=1)
+    b = stored_codes(codes, shape).view(rows, cols // 2)
+    q = torch.stack([b >> 4, b & 0xF], dim=2).view(rows, cols)
+    scale = absmax.float().permute(2, 1, 0).reshape(rows, cols // BLOCKSIZE).repeat_interleave(BLOCKSIZE, dim=1)
     return _nf4_code(codes.device)[q.long()] * scale
 
 
@@ -528,10 +498,10 @@ def _probe_gemv() -> tuple[bool, str]:
         w = torch.randn(2 * _GEMV_N, 4 * BLOCKSIZE, generator=gen) * 0.02
         x = torch.randn(3, w.shape[1], generator=gen).to(torch.bfloat16)
         packed, scale, top = encode_nf4(w)
-        codes, absmax = gemv_pack(packed, scale, top, tuple(w.shape))
-        got = torch.ops.bitsandbytes.gemv_4bit(gemv_input(x), codes, (w.shape[0], 2 * w.shape[1]), absmax,
-                                               _nf4_code(w.device), GEMV_BLOCK)
-        ref = x.float() @ gemv_unpack(codes, absmax, tuple(w.shape)).t()
+        shape = (w.shape[0], w.shape[1])
+        codes, absmax = gemv_codes(packed, shape), gemv_absmax(scale, top, shape)
+        got = gemv_matmul(x, codes, absmax, shape)
+        ref = x.float() @ gemv_unpack(codes, absmax, shape).t()
         err = float((got.float() - ref).norm() / ref.norm())
     except Exception as exc:  # a missing op, library or symbol: keep dequantizing
         return False, f"bitsandbytes' CPU NF4 GEMV is unavailable ({type(exc).__name__}: {exc})"
@@ -552,7 +522,7 @@ def decode_path(model: nn.Module) -> str | None:
         return f"dequantize ({why})"
     if not all(b.uses_gemv for b in blocks):
         return "dequantize (turned off or a matrix shape the GEMV cannot take)"
-    return f"bitsandbytes gemv_4bit (our NF4 blocks of 16, zero-padded to its {GEMV_BLOCK})"
+    return f"bitsandbytes gemv_4bit (our NF4 blocks of 16, two to its {GEMV_BLOCK}, one call each)"
 
 
 def build_decode_packing(model: nn.Module) -> int:

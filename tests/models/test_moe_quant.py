@@ -217,25 +217,35 @@ def _needs_gemv():
 
 
 def test_decode_packing_holds_the_stored_values_in_bitsandbytes_cpu_layout():
-    """The decode packing (each 16-block zero-padded to the kernel's 32) holds the stored values, to bf16's
-    rounding of each block's scale, in the byte layout bitsandbytes' own CPU conversion makes."""
+    """The decode packing holds the stored values, to bf16's rounding of each block's scale: the stored codes
+    in the byte layout bitsandbytes' own CPU conversion makes, and the kernel's two calls multiply by them."""
     import bitsandbytes.functional as bnbf
 
-    from r1v4_nb.models.moe_quant import gemv_input, gemv_pack, gemv_unpack
+    from r1v4_nb.models.moe_quant import gemv_absmax, gemv_codes, gemv_matmul, gemv_unpack
 
     torch.manual_seed(3)
     w = torch.randn(96, 128) * 0.02
     packed, scale, top = encode_nf4(w)
-    codes, absmax = gemv_pack(packed, scale, top, (96, 128))
-    assert codes.shape == (96, 128) and absmax.shape == (8, 96) and absmax.dtype == torch.bfloat16
+    codes, absmax = gemv_codes(packed, (96, 128)), gemv_absmax(scale, top, (96, 128))
+    assert codes.shape == packed.shape and absmax.shape == (2, 4, 96) and absmax.dtype == torch.bfloat16
     fast = gemv_unpack(codes, absmax, (96, 128))
     stored = decode_nf4(packed, scale, top, (96, 128), torch.float32)
     assert ((fast - stored).abs() <= 2**-8 * stored.abs()).all()
-    # the padded matrix through bitsandbytes' own CPU conversion gives the same bytes and scales
-    padded = gemv_input(fast).view(96, 256)
-    q, state = bnbf.quantize_4bit(padded, blocksize=32, quant_type="nf4", compress_statistics=False)
-    want, state = bnbf._convert_weight_packed_for_cpu(q, state)
-    assert torch.equal(codes, want) and torch.equal(absmax, state.absmax)
+    state = bnbf.QuantState(absmax=torch.ones(96 * 4), shape=torch.Size((96, 128)), blocksize=32,
+                            quant_type="nf4", dtype=torch.float32)
+    want, _ = bnbf._convert_weight_packed_for_cpu(packed.clone(), state)
+    assert torch.equal(codes.view(96, 64), want)
+    if gemv_support_ok():
+        x = torch.randn(3, 128)
+        ref = x.bfloat16().float() @ fast.t()
+        got = gemv_matmul(x, codes, absmax, (96, 128))
+        assert float((got - ref).norm() / ref.norm()) < 0.01
+
+
+def gemv_support_ok() -> bool:
+    from r1v4_nb.models.moe_quant import gemv_support
+
+    return gemv_support()[0]
 
 
 def _block_pair(moe_model):
@@ -248,13 +258,10 @@ def _block_pair(moe_model):
 
 
 def _fast_weight(block, key, e):
-    """The fp32 matrix the GEMV multiplies for expert `e` (its kernel-layout codes, padded)."""
-    from r1v4_nb.models.moe_quant import gemv_expand, gemv_unpack
+    """The fp32 matrix the GEMV multiplies for expert `e`."""
+    from r1v4_nb.models.moe_quant import gemv_unpack
 
-    codes, absmax = block._gemv_packing(key, e)
-    shape = block.shapes[key]
-    padded = torch.empty(shape, dtype=torch.uint8)
-    return gemv_unpack(gemv_expand(codes, shape, padded.fill_(0x77)), absmax, shape)
+    return gemv_unpack(*block._gemv_packing(key, e), block.shapes[key])
 
 
 def test_gemv_decode_matches_the_dequantize_path_within_quantization_error(moe_model):
@@ -325,22 +332,15 @@ def test_the_decode_packing_is_not_saved(moe_model):
 
 
 def test_codes_permute_into_the_kernel_layout_and_back_exactly():
-    """The fast path keeps one copy of the codes: the stored bytes permuted into the kernel's layout. The
-    permutation is exact both ways, and spreading it with zero runs gives bitsandbytes' padded packing."""
-    from r1v4_nb.models.moe_quant import gemv_codes, gemv_expand, gemv_pack, stored_codes
+    """The fast path keeps one copy of the codes: the stored bytes permuted into the kernel's layout, exactly
+    both ways."""
+    from r1v4_nb.models.moe_quant import gemv_codes, stored_codes
 
     gen = torch.Generator().manual_seed(5)
     packed = torch.randint(0, 256, (96 * 64 // 2,), dtype=torch.uint8, generator=gen)
     layout = gemv_codes(packed, (96, 64))
     assert layout.shape == packed.shape and not torch.equal(layout, packed)
     assert torch.equal(stored_codes(layout, (96, 64)), packed)
-    padded, _ = gemv_pack(packed, torch.zeros(96 * 4, dtype=torch.uint8), torch.tensor(1.0), (96, 64))
-    assert torch.equal(gemv_expand(layout, (96, 64)), padded)
-    assert (padded.view(3, 4, 2, 256)[:, :, 1] == 0x77).all()  # the zero run after each 16-block
-
-
-def _stored_state(block):
-    return {k: v.clone() for k, v in block.state_dict().items()}
 
 
 def test_fast_decode_holds_no_second_copy_and_memory_report_counts_it(moe_model):
