@@ -447,15 +447,17 @@ def gemv_absmax(scale: torch.Tensor, top: torch.Tensor, shape: tuple[int, int]) 
     return absmax.permute(2, 1, 0).contiguous()
 
 
+_HALVES: dict[tuple[str, int], torch.Tensor] = {}
+
+
 def gemv_inputs(x: torch.Tensor) -> torch.Tensor:
     """x [tokens, cols] as the two kernel calls take it: bf16 [2, tokens, cols], the first with each odd
     16-block zeroed, the second with each even one (so each call sees only the blocks its scales are for)."""
-    t, cols = x.shape
-    halves = x.to(torch.bfloat16).view(t, cols // GEMV_BLOCK, 2, BLOCKSIZE)
-    out = torch.zeros(2, t, cols // GEMV_BLOCK, 2, BLOCKSIZE, dtype=torch.bfloat16, device=x.device)
-    out[0, :, :, 0] = halves[:, :, 0]
-    out[1, :, :, 1] = halves[:, :, 1]
-    return out.view(2, t, cols)
+    key = (str(x.device), x.shape[1])
+    if key not in _HALVES:
+        even = (torch.arange(x.shape[1], device=x.device) // BLOCKSIZE) % 2 == 0
+        _HALVES[key] = torch.stack([even, ~even]).to(torch.bfloat16)[:, None, :]
+    return x.to(torch.bfloat16)[None] * _HALVES[key]
 
 
 def gemv_matmul(x: torch.Tensor, codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -464,7 +466,7 @@ def gemv_matmul(x: torch.Tensor, codes: torch.Tensor, absmax: torch.Tensor, shap
     xs, code = gemv_inputs(x), _nf4_code(x.device)
     gemv = torch.ops.bitsandbytes.gemv_4bit
     even = gemv(xs[0], codes, shape, absmax[0], code, GEMV_BLOCK).float()
-    return even.add_(gemv(xs[1], codes, shape, absmax[1], code, GEMV_BLOCK).float())
+    return even.add_(gemv(xs[1], codes, shape, absmax[1], code, GEMV_BLOCK))
 
 
 def gemv_unpack(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
