@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ _STEPS = 32  # scale levels per octave
 CONFIG_KEY = "r1v4_experts_quant"
 GEMV_BLOCK = 32  # bitsandbytes' CPU GEMV block (32 or 64): two of our 16-blocks, one call for each
 _GEMV_N = 32  # rows interleaved per group in bitsandbytes' CPU packing (its `block_n`)
+# Converting an expert's codes between the stored and the kernel's layout permutes them in place, so two
+# threads converting the same expert would permute it twice (garbage weights). One lock for all blocks: a
+# conversion happens once per expert, and a module-level lock keeps the blocks picklable and deep-copyable.
+_LAYOUT_LOCK = threading.RLock()
 CACHE_FORMAT = 1  # bump when the encoding changes: old cache files are then ignored
 # Buffer names must not start with "gate_up_proj" / "down_proj": transformers'
 # checkpoint conversions for qwen3_vl_moe match those prefixes and would transpose them.
@@ -199,27 +204,31 @@ class QuantizedExperts(nn.Module):
         rows, cols = self.shapes[key]
         packed = getattr(self, f"nf4_{key}")
         absmax = self._buffers.get(f"gemv_absmax_{key}")
-        if absmax is None:
-            # Non-persistent, never saved; its pages stay unallocated until an expert is built into them. Not an
-            # inference tensor even when first built under inference_mode, so later builds may write into it.
-            with torch.inference_mode(False):
-                absmax = torch.empty(self.num_experts, 2, cols // GEMV_BLOCK, rows, dtype=torch.bfloat16,
-                                     device=packed.device)
-            self.register_buffer(f"gemv_absmax_{key}", absmax, persistent=False)
-        if (key, e) not in self._built():
-            scale, top = getattr(self, f"scale_{key}")[e], getattr(self, f"top_{key}")[e]
-            absmax[e].copy_(gemv_absmax(scale, top, self.shapes[key]))
-            packed[e].copy_(gemv_codes(packed[e], self.shapes[key]))
-            self._built().add((key, e))
+        if absmax is None or (key, e) not in self._built():
+            with _LAYOUT_LOCK:  # another thread may have made the buffer or converted the expert while this one waited
+                absmax = self._buffers.get(f"gemv_absmax_{key}")
+                if absmax is None:
+                    # Non-persistent, never saved; its pages stay unallocated until an expert is built into them. Not
+                    # an inference tensor even when first built under inference_mode, so later builds may write into it.
+                    with torch.inference_mode(False):
+                        absmax = torch.empty(self.num_experts, 2, cols // GEMV_BLOCK, rows, dtype=torch.bfloat16,
+                                             device=packed.device)
+                    self.register_buffer(f"gemv_absmax_{key}", absmax, persistent=False)
+                if (key, e) not in self._built():
+                    scale, top = getattr(self, f"scale_{key}")[e], getattr(self, f"top_{key}")[e]
+                    absmax[e].copy_(gemv_absmax(scale, top, self.shapes[key]))
+                    packed[e].copy_(gemv_codes(packed[e], self.shapes[key]))
+                    self._built().add((key, e))
         return packed[e], absmax[e]
 
     @torch.no_grad()
     def _restore(self, key: str, e: int) -> None:
         """Put expert `e`'s `key` codes back in the stored layout (exact: the same nibbles, permuted back)."""
-        if (key, e) in self._built():
-            packed = getattr(self, f"nf4_{key}")
-            packed[e].copy_(stored_codes(packed[e], self.shapes[key]))
-            self._built().discard((key, e))
+        with _LAYOUT_LOCK:
+            if (key, e) in self._built():
+                packed = getattr(self, f"nf4_{key}")
+                packed[e].copy_(stored_codes(packed[e], self.shapes[key]))
+                self._built().discard((key, e))
 
     @torch.no_grad()
     def build_decode_packing(self) -> int:
@@ -236,10 +245,11 @@ class QuantizedExperts(nn.Module):
     def stored_layout(self) -> None:
         """Every expert's codes back in the stored layout, the decode scales dropped: before saving, moving,
         loading into the block or anything else that reads `nf4_*` as a whole."""
-        for key, e in sorted(self._built()):
-            self._restore(key, e)
-        for key in self.shapes:
-            self._buffers.pop(f"gemv_absmax_{key}", None)
+        with _LAYOUT_LOCK:
+            for key, e in sorted(self._built()):
+                self._restore(key, e)
+            for key in self.shapes:
+                self._buffers.pop(f"gemv_absmax_{key}", None)
 
     def decode_bytes(self) -> int:
         """Bytes the fast path holds beside the stored packing: the bf16 scales of the experts built so far."""

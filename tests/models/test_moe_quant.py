@@ -425,3 +425,31 @@ def test_gradient_pass_lora_and_moves_after_fast_decode(moe_model):
     assert lora_fast.lora_B["down_proj"].grad is not None
     assert torch.equal(got, lora_slow(x, top_k, weights))
     assert torch.equal(fast.state_dict()["nf4_gate_up"], slow.state_dict()["nf4_gate_up"])
+
+
+def test_threads_converting_the_same_experts_at_once_convert_each_once(moe_model):
+    """Converting permutes the codes in place: two threads racing on one expert must not permute it twice."""
+    import threading
+
+    _needs_gemv()
+    _, _, fast, slow = _block_pair(moe_model)
+    want = {(k, e): _fast_weight(slow, k, e) for k in slow.shapes for e in range(slow.num_experts)}
+    start = threading.Barrier(4)
+
+    def convert() -> None:
+        start.wait()
+        for key in fast.shapes:
+            for e in range(fast.num_experts):
+                fast._gemv_packing(key, e)
+
+    threads = [threading.Thread(target=convert) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (key, e), w in want.items():
+        assert torch.equal(_fast_weight(fast, key, e), w), (key, e)
+    fast.stored_layout()
+    slow.stored_layout()
+    for key in fast.shapes:  # and back, exactly
+        assert torch.equal(getattr(fast, f"nf4_{key}"), getattr(slow, f"nf4_{key}"))
