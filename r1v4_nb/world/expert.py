@@ -21,7 +21,7 @@ from typing import Any
 from ..models.base import Delta, GenerationSettings, Usage
 from .tasks import PLAQUE_COLOURS, cell_box
 
-__all__ = ["ExpertModel", "crop_code", "expert_turns_zoom"]
+__all__ = ["ExpertModel", "crop_code", "expert_turns_zoom", "find_code", "locate_code"]
 
 FACT_LABELS = {"material": "Material", "made": "Made"}
 
@@ -32,13 +32,36 @@ def crop_code(cell: str) -> str:
     return f"c = show(helpers.zoom(helpers.crop(image_1, ({x0}, {y0}, {x1}, {y1})), 2))"
 
 
+def find_code(colour: str) -> str:
+    """The code call that finds the named plaque by its colour and crops its text at full resolution.
+
+    The plaque is located by the code, not guessed from the 128 px view of the whole scene: a mask of
+    the pixels within 40 of the plaque's colour in every channel, its median point, and a 64x32 box
+    around it, shown at the scene's own resolution (8x the scale of the model's view of the whole
+    scene, where the glyphs are 2-3 px tall). The model learns which colour values to write from the
+    colour the question names.
+    """
+    return _median_point(colour) + "c = show(helpers.crop(image_1, (x - 32, y - 16, x + 32, y + 16)))"
+
+
+def locate_code(colour: str) -> str:
+    """The code call that finds the named plaque by its colour and names its grid cell ("C2")."""
+    return _median_point(colour) + '"ABCD"[int(x) * 4 // image_1.width] + str(int(y) * 4 // image_1.height + 1)'
+
+
+def _median_point(colour: str) -> str:
+    r, g, b = PLAQUE_COLOURS[colour]
+    return (f"import numpy as np; y, x = np.median(np.nonzero((abs(np.asarray(image_1, int) - ({r}, {g}, {b}))"
+            ".max(2) < 40)), 1); ")
+
+
 def _call(name: str, arguments: dict[str, Any]) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}</tool_call>"
 
 
-def expert_turns_zoom(colour: str, cell: str, code: str) -> tuple[str, str]:
-    """The two turns of a zoom solution: crop the named plaque's cell, then read it."""
-    first = f"<think> The {colour} plaque is in cell {cell}. </think><code>{crop_code(cell)}</code>"
+def expert_turns_zoom(colour: str, code: str) -> tuple[str, str]:
+    """The two turns of a zoom solution: find the named plaque by its colour and crop it, then read it."""
+    first = f"<think> I find the {colour} plaque by its colour and crop it. </think><code>{find_code(colour)}</code>"
     second = f"<think> It reads {code}. </think><answer>{code}</answer>"
     return first, second
 
@@ -103,24 +126,33 @@ class ExpertModel:
         if kind == "zoom":
             return self._zoom(messages)
         if kind == "locate":
-            meta = self.task["meta"]
-            return f"<think> The {meta['colour']} plaque is in cell {meta['cell']}. </think><answer>{meta['cell']}</answer>"
+            return self._locate(messages)
         if kind == "search":
             return self._search(messages, first_call=1)
         return self._interleaved(messages)
 
     def _zoom(self, messages: list[dict[str, Any]]) -> str:
         meta = self.task["meta"]
-        colour, cell, code = meta["colour"], meta["cell"], self.task["answer"]
+        colour, code = meta["colour"], self.task["answer"]
         if self.mode == "direct":
-            return f"<think> The {colour} plaque is in cell {cell}. It reads {code}. </think><answer>{code}</answer>"
-        first, second = expert_turns_zoom(colour, cell, code)
+            return f"<think> The {colour} plaque is too small to read here; a guess. </think><answer>{code}</answer>"
+        first, second = expert_turns_zoom(colour, code)
         if self.turn == 0:
             return first
         images = _last_images(messages)
         if len(images) < 2 or not _shows_colour(images[-1], colour):
             return "<think> The crop does not show the plaque. </think>"
         return second
+
+    def _locate(self, messages: list[dict[str, Any]]) -> str:
+        """Find the plaque by its colour in code, then answer the cell the code printed (if it is the right one)."""
+        meta = self.task["meta"]
+        if self.turn == 0:
+            return (f"<think> I find the {meta['colour']} plaque by its colour and work out its cell. </think>"
+                    f"<code>{locate_code(meta['colour'])}</code>")
+        if f"'{meta['cell']}'" not in _texts(messages):
+            return "<think> The code did not give the cell. </think>"
+        return f"<think> It is in cell {meta['cell']}. </think><answer>{meta['cell']}</answer>"
 
     def _search(self, messages: list[dict[str, Any]], first_call: int) -> str:
         """Turns from `first_call` on: image search, visit the best match, read the fact."""

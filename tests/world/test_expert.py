@@ -9,15 +9,20 @@ from pathlib import Path
 from r1v4_nb.train.build import load_task_file, rollout
 from r1v4_nb.train.filters import select
 from r1v4_nb.trajectory import read
-from r1v4_nb.world.expert import crop_code, expert_turns_zoom
-from r1v4_nb.world.tasks import write_tasks
+from r1v4_nb.world.expert import crop_code, expert_turns_zoom, find_code
+from r1v4_nb.world.tasks import PLAQUE_COLOURS, write_tasks
 
 
 def test_crop_code_is_the_cell_as_fractions() -> None:
     assert crop_code("A1") == "c = show(helpers.zoom(helpers.crop(image_1, (0, 0, 0.25, 0.25)), 2))"
     assert crop_code("D3") == "c = show(helpers.zoom(helpers.crop(image_1, (0.75, 0.5, 1, 0.75)), 2))"
-    first, second = expert_turns_zoom("red", "B2", "K7")
-    assert first.startswith("<think>") and "<code>" in first and second.endswith("<answer>K7</answer>")
+
+
+def test_zoom_turns_find_the_plaque_by_the_colour_the_question_names() -> None:
+    assert "(205, 40, 40)" in find_code("red") and "(45, 80, 210)" in find_code("blue")
+    first, second = expert_turns_zoom("red", "K7")
+    assert first.startswith("<think>") and f"<code>{find_code('red')}</code>" in first
+    assert second.endswith("<answer>K7</answer>")
 
 
 def test_zoom_rollouts_use_the_code_tool_and_pass_the_filters(tmp_path: Path) -> None:
@@ -30,15 +35,19 @@ def test_zoom_rollouts_use_the_code_tool_and_pass_the_filters(tmp_path: Path) ->
         (tool,) = t.tool_steps
         assert tool.call.name == "code" and not tool.observation.error
         (crop,) = tool.observation.images
-        assert (crop.width, crop.height) == (512, 512)  # a 256 px cell zoomed 2x
+        assert (crop.width, crop.height) == (64, 32)  # a 64x32 box around the plaque, at full resolution
+        x0, y0, x1, y1 = task["meta"]["box"]
+        assert crop.provenance.box is not None
+        bx0, by0, bx1, by1 = crop.provenance.box
+        assert x0 < (bx0 + bx1) / 2 < x1 and y0 < (by0 + by1) / 2 < y1  # centred on the named plaque
     assert len(select(trajs).kept) == 3
 
 
 def test_a_crop_that_misses_the_plaque_ends_without_an_answer_and_is_dropped(tmp_path: Path) -> None:
     write_tasks(tmp_path / "tasks.jsonl", "zoom", 12, 1, level=1)
     (task,) = load_task_file(tmp_path / "tasks.jsonl")
-    col, row = task["meta"]["cell"]
-    task["meta"]["cell"] = ("B" if col == "A" else "A") + row  # the expert is told the wrong cell
+    # the expert is told a colour no plaque in the scene has: its mask is empty and the code fails
+    task["meta"]["colour"] = next(c for c in PLAQUE_COLOURS if c not in {p["colour"] for p in task["meta"]["plaques"]})
     (path,) = rollout([task], tmp_path / "runs")
     t = read(path)
     assert t.answer is None
@@ -71,3 +80,14 @@ def test_interleaved_rollouts_crop_search_visit_and_read_the_page(tmp_path: Path
         assert [s.call.name for s in t.tool_steps] == ["code", "image_search", "web_visit"]
         assert task["meta"]["url"] in t.tool_steps[2].call.arguments["urls"]
         assert t.answer == task["answer"]
+
+
+def test_locate_rollouts_work_out_the_cell_in_code_and_answer_what_it_printed(tmp_path: Path) -> None:
+    write_tasks(tmp_path / "tasks.jsonl", "locate", 14, 3)
+    tasks = load_task_file(tmp_path / "tasks.jsonl")
+    trajs = [read(p) for p in rollout(tasks, tmp_path / "runs", workers=1)]
+    for task, t in zip(tasks, trajs, strict=True):
+        (tool,) = t.tool_steps
+        assert tool.call.name == "code" and tool.observation.text.strip() == f"'{task['answer']}'"
+        assert t.answer == task["answer"]
+    assert len(select(trajs).kept) == 3
