@@ -18,13 +18,14 @@ from typing import Any
 from .base import ModelError
 
 __all__ = [
-    "AGENT_FILE", "CHAT_TEMPLATE", "DEFAULT_MODEL_DIR", "PROMPTS", "VIEW_PIXELS", "agent_info",
+    "AGENT_FILE", "CHAT_TEMPLATE", "DEFAULT_MODEL_DIR", "MIN_VIEW_PIXELS", "PROMPTS", "VIEW_PIXELS", "agent_info",
     "build_tokenizer", "default_model_path", "make_model",
 ]
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo" / "model"
 AGENT_FILE = "r1v4_agent.json"
-VIEW_PIXELS = 128 * 128  # every image is seen at 128x128: 8x8 patches of 16 px, merged 2x2 into 16 tokens
+VIEW_PIXELS = 128 * 128  # a large image is seen at 128x128: 8x8 patches of 16 px, merged 2x2 into 16 tokens
+MIN_VIEW_PIXELS = 32 * 32  # a small one (a crop) at its own size, rounded to 32 px: a 64x32 crop is 2 tokens
 
 PROMPTS = {
     "general": ("Answer about the image. Small details: crop and zoom with <code>python</code> "
@@ -136,7 +137,7 @@ def make_model(out: str | Path, tokenizer: Any, seed: int = 0, *, hidden: int = 
         vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
     save_random_model(Qwen3VLMoeForConditionalGeneration, config, ids, seed, out)
     image_processor = Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2,
-                                               size={"shortest_edge": VIEW_PIXELS, "longest_edge": VIEW_PIXELS})
+                                               size={"shortest_edge": MIN_VIEW_PIXELS, "longest_edge": VIEW_PIXELS})
     build_processor(image_processor, tokenizer, CHAT_TEMPLATE).save_pretrained(out)
     write_agent_info(out)
     return out
