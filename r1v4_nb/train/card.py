@@ -66,9 +66,11 @@ def write_card(folder: str | Path, record: dict[str, Any]) -> Path:
              "A tiny Qwen3-VL-MoE trained from scratch by `r1v4-nb build-demo-model "
              f"--seed {record['seed']}`: tasks from `r1v4_nb.world.tasks`, runs of the scripted expert "
              "(`r1v4_nb.world.expert`) with the real tools, the curation filters, then SFT of every parameter "
-             "in a curriculum. It crops and zooms with the code tool; it is a demonstration of the pipeline, "
+             "in a curriculum. It finds the plaque the question names by its colour in code, crops its text at "
+             "full resolution with the code tool and reads it; it is a demonstration of the pipeline, "
              "not a general model.", "",
-             f"- parameters: {record.get('parameters', 0) / 1e6:.2f}M; views of 128x128 px (16 visual tokens)",
+             f"- parameters: {record.get('parameters', 0) / 1e6:.2f}M; images seen at up to 128x128 px "
+             "(16 visual tokens; a 64x32 crop is 2)",
              f"- build time: {record['timings'].get('total', 0) / 60:.1f} min on CPU with "
              f"{record.get('torch_threads', '?')} torch threads", "",
              "## Evaluation (held-out seeds, real tools)", "",
