@@ -53,7 +53,7 @@ class BuildPlan:
     # at 1e-3 the same model read the crops (probes in docs/default-agent.md)
     stages: list[Stage] = field(default_factory=lambda: [
         Stage("read-easy", ["read-easy"], 200, lr=1e-3),
-        Stage("find-and-read", ["read-easy", "zoom", "direct"], 1400, lr=1e-3),
+        Stage("find-and-read", ["read-easy", "zoom", "direct"], 2600, lr=1e-3),
     ])
     batch_size: int = 16
     # evaluation sets: name -> (kind, level, modes, n tasks); every mode runs on the same tasks
