@@ -106,7 +106,7 @@ def test_the_default_model_crops_through_the_sandbox_and_answers_in_format(tmp_p
 @pytest.mark.slow
 def test_the_default_model_solves_fixed_seed_zoom_tasks_through_the_sandbox(tmp_path: Path) -> None:
     correct = sum(r.answer == task.answer for task, r in _solve_fixed_seed_zoom_tasks(tmp_path))
-    assert correct >= 6, f"{correct}/10 fixed-seed zoom tasks solved"
+    assert correct >= 8, f"{correct}/10 fixed-seed zoom tasks solved"  # the shipped build solves 10 (92.5% held out)
 
 
 @needs_model
