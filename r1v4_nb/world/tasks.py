@@ -1,12 +1,12 @@
 """Seeded task generators for training and evaluating agents that crop, zoom and search.
 
-Three kinds, written as a task file (JSON Lines, images beside it) that the evaluation
+Four kinds, written as a task file (JSON Lines, images beside it) that the evaluation
 runner and the expert policy both read:
 
 - zoom: a 1024 px scene with coloured plaques, each carrying a two-character code in a font
   small enough (about 3 px tall at a 128 px view) that it cannot be read without cropping;
-  every plaque sits inside one cell of a 4x4 grid, so a crop of that cell (a 2x zoom at the
-  same view size) makes it readable. The question names the plaque by colour.
+  a crop of the plaque seen at the scene's own resolution (17-22 px glyphs) makes it readable.
+  Every plaque sits inside one cell of a 4x4 grid; the question names the plaque by colour.
 - search: a picture of an object of the offline world; its facts are on the object's page
   (image_search on the whole image, then web_visit).
 - interleaved: the object's picture is inset small into a cell of a scene whose background is
