@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"generated with seed {seed} (nothing is replayed).")
     print(f"task: {task.question}  image: {folder / task.images[0]}\n")
     agent = Agent(model, tools=default_tools(args.mode), mode=args.mode,
-                  budgets=Budgets(max_steps=6, max_tool_calls=4, max_tokens_per_turn=160),
+                  budgets=Budgets(max_steps=6, max_tool_calls=4, max_tokens_per_turn=256),
                   settings=GenerationSettings(temperature=0.0))
     out = Path(args.out) if args.out else Path("runs") / f"demo-{new_id()}.jsonl"
     agent.subscribe(Printer(max_obs_chars=1200))

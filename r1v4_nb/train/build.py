@@ -48,18 +48,22 @@ class BuildPlan:
         "read-easy": ("zoom", 0, 400, "tools"),
         "zoom": ("zoom", 2, 2400, "tools"),
         "direct": ("zoom", 2, 150, "direct"),
+        "interleaved": ("interleaved", 2, 800, "tools"),
+        "review": ("zoom", 2, 400, "tools"),
     })
     # lr 1e-3: at 3e-3 the vision tower's output norm ran away (1.3 -> 175) and the reading stayed at chance;
     # at 1e-3 the same model read the crops (probes in docs/default-agent.md)
     stages: list[Stage] = field(default_factory=lambda: [
         Stage("read-easy", ["read-easy"], 200, lr=1e-3),
         Stage("find-and-read", ["read-easy", "zoom", "direct"], 2600, lr=1e-3),
+        # interleaved runs are 3-4x longer (a page of text, five images); fresh zoom runs keep the reading
+        Stage("search", ["interleaved", "review", "direct"], 400, lr=1e-3),
     ])
     batch_size: int = 16
     # evaluation sets: name -> (kind, level, modes, n tasks); every mode runs on the same tasks
     eval_sets: dict[str, tuple[str, int, tuple[str, ...], int]] = field(default_factory=lambda: {
         "zoom": ("zoom", 2, ("general", "direct"), 200),
-        "interleaved": ("interleaved", 2, ("deepresearch",), 20),
+        "interleaved": ("interleaved", 2, ("deepresearch",), 50),
     })
     # One torch thread: on a shared 2-core machine two threads spin against each other (measured here:
     # 0.9 s a step with one thread, 3.5 s with two, at a load average of 6-8).
@@ -204,7 +208,7 @@ def evaluate_model(model: Any, tasks_file: str | Path, modes: Sequence[str], out
     from ..trajectory import read
 
     t0 = time.monotonic()
-    result = run(tasks_file, model, modes=list(modes), out=out_dir, temperature=0.0, max_tokens=160, max_steps=6,
+    result = run(tasks_file, model, modes=list(modes), out=out_dir, temperature=0.0, max_tokens=256, max_steps=6,
                  max_tool_calls=4, progress=None)
     out: dict[str, Any] = {"report": str(Path(out_dir) / "report.json"), "seconds": round(time.monotonic() - t0, 1)}
     for mode in modes:

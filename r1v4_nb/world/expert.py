@@ -4,10 +4,10 @@ The expert is a `Model`: the agent runs it like any backend, executes its calls 
 tools (the sandboxed code tool, the offline image_search and web_visit) and records the run as
 a trajectory, which then goes through the curation filters and the SFT data path like any other.
 
-What it knows beforehand is what a task generator knows: the cell of the named plaque (zoom) or
-the cell of the inset (interleaved), and, for zoom, the plaque's code (it cannot read glyphs; the
-answer filter and the crop check below keep it honest: a crop that does not show the plaque's
-colour ends the run without an answer). Search facts are read from the pages web_visit returns.
+What it knows beforehand is what a task generator knows: for zoom, the plaque's colour and code
+(it cannot read glyphs; the answer filter and the crop check below keep it honest: a crop that does
+not show the plaque's colour ends the run without an answer). Plaques and insets are found by the
+code it writes, not by what it knows; URLs and facts are read from what the search tools return.
 """
 
 from __future__ import annotations
@@ -19,17 +19,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..models.base import Delta, GenerationSettings, Usage
-from .tasks import PLAQUE_COLOURS, cell_box
+from .tasks import PLAQUE_COLOURS
 
-__all__ = ["ExpertModel", "crop_code", "expert_turns_zoom", "find_code", "locate_code"]
+__all__ = ["ExpertModel", "expert_turns_zoom", "find_code", "inset_code", "locate_code"]
 
 FACT_LABELS = {"material": "Material", "made": "Made"}
-
-
-def crop_code(cell: str) -> str:
-    """The code call that crops a grid cell and zooms it 2x (what the expert and the model write)."""
-    x0, y0, x1, y1 = (f"{v:g}" for v in cell_box(cell))
-    return f"c = show(helpers.zoom(helpers.crop(image_1, ({x0}, {y0}, {x1}, {y1})), 2))"
 
 
 def find_code(colour: str) -> str:
@@ -42,6 +36,21 @@ def find_code(colour: str) -> str:
     colour the question names.
     """
     return _median_point(colour) + "c = show(helpers.crop(image_1, (x - 32, y - 16, x + 32, y + 16)))"
+
+
+def inset_code() -> str:
+    """The code call that finds a picture pasted into one cell of a 4x4 grid and crops that cell.
+
+    A pasted picture breaks with what surrounds it at the cell's edges. Every cell has at least one
+    side on an inner vertical grid line and one on an inner horizontal line, so the inset's row is the
+    row of cells with the largest mean colour jump across the inner vertical lines, and its column the
+    same across the horizontal lines (right on 99.7% of 1000 generated scenes; the filters drop the
+    rest). The same call fits every interleaved task, so the model learns it once.
+    """
+    return ("import numpy as np; a = np.asarray(image_1, float); n = len(a) // 4; "
+            "f = lambda b: abs(np.diff(b, axis=1)[:, n - 1::n]).reshape(4, -1).mean(1).argmax(); "
+            "i, j = f(a), f(a.transpose(1, 0, 2)); "
+            "c = show(helpers.crop(image_1, (j * n, i * n, j * n + n, i * n + n)))")
 
 
 def locate_code(colour: str) -> str:
@@ -160,15 +169,15 @@ class ExpertModel:
         step = self.turn - (first_call - 1)
         query = "image_1" if first_call == 1 else _shown_path(messages)
         if step == 0:
-            what = "this picture" if first_call == 1 else "the zoomed inset"
+            what = "this picture" if first_call == 1 else "the inset"
             return (f"<think> I search the web for {what} to find what it shows. </think>"
                     + _call("image_search", {"image_paths": [query]}))
         text = _texts(messages)
         if step == 1:
-            url, title = _top_match(text)
+            url, _ = _top_match(text)
             if not url:
                 return "<think> The image search found nothing. </think>"
-            return (f"<think> The best match is {title}. I open its page. </think>"
+            return ("<think> I open the page of the best match. </think>"
                     + _call("web_visit", {"urls": [url]}))
         label = FACT_LABELS[meta["fact"]]
         value = _fact(text, label)
@@ -177,9 +186,8 @@ class ExpertModel:
         return f"<think> The page says: {label} {value}. </think><answer>{value}</answer>"
 
     def _interleaved(self, messages: list[dict[str, Any]]) -> str:
-        cell = self.task["meta"]["cell"]
         if self.turn == 0:
-            return f"<think> The inset is in cell {cell}. </think><code>{crop_code(cell)}</code>"
+            return f"<think> I find the inset by its sharp edges and crop it. </think><code>{inset_code()}</code>"
         return self._search(messages, first_call=2)
 
 

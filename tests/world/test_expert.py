@@ -9,13 +9,22 @@ from pathlib import Path
 from r1v4_nb.train.build import load_task_file, rollout
 from r1v4_nb.train.filters import select
 from r1v4_nb.trajectory import read
-from r1v4_nb.world.expert import crop_code, expert_turns_zoom, find_code
-from r1v4_nb.world.tasks import PLAQUE_COLOURS, write_tasks
+from r1v4_nb.world.expert import expert_turns_zoom, find_code, inset_code
+from r1v4_nb.world.tasks import PLAQUE_COLOURS, generate, write_tasks
 
 
-def test_crop_code_is_the_cell_as_fractions() -> None:
-    assert crop_code("A1") == "c = show(helpers.zoom(helpers.crop(image_1, (0, 0, 0.25, 0.25)), 2))"
-    assert crop_code("D3") == "c = show(helpers.zoom(helpers.crop(image_1, (0.75, 0.5, 1, 0.75)), 2))"
+def test_inset_code_crops_exactly_the_pasted_cell_wherever_it_is(small_world) -> None:
+    from r1v4_nb.sandbox import helpers
+
+    tasks = generate("interleaved", 21, 80, world=small_world)
+    assert len({t.meta["cell"] for t, _ in tasks}) == 16  # every cell, corners and edges included
+    for task, im in tasks:
+        shown = []
+        exec(inset_code(), {"image_1": im, "helpers": helpers, "show": shown.append})  # noqa: S102
+        (crop,) = shown
+        x0, y0, x1, y1 = task.meta["box"]
+        assert crop.size == (x1 - x0, y1 - y0)
+        assert crop.tobytes() == im.crop((x0, y0, x1, y1)).tobytes(), task.meta["cell"]
 
 
 def test_zoom_turns_find_the_plaque_by_the_colour_the_question_names() -> None:
