@@ -89,14 +89,16 @@ def agent_info(folder: str | Path) -> dict[str, Any]:
 def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
     """A byte-level BPE tokenizer trained on `corpus` (the build's own trajectories and prompts).
 
-    Letters and digits are split apart by the pre-tokenizer, so grid cells ("C2") and plaque
-    codes ("K7") are always one token per character: the answer tokens the model learns.
+    Letters and digits are split apart by the pre-tokenizer and every digit is a token of its own,
+    so grid cells ("C2") and plaque codes ("K7") are one token a character, and a year reads the
+    same four tokens in a page (" 1722") as in an answer ("1722"): copying it is token for token.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

@@ -36,6 +36,7 @@ class Stage:
     steps: int
     lr: float = 1e-3
     warmup: int = 30
+    batch_size: int | None = None  # the plan's unless set
 
 
 @dataclass
@@ -56,8 +57,9 @@ class BuildPlan:
     stages: list[Stage] = field(default_factory=lambda: [
         Stage("read-easy", ["read-easy"], 200, lr=1e-3),
         Stage("find-and-read", ["read-easy", "zoom", "direct"], 2600, lr=1e-3),
-        # interleaved runs are 3-4x longer (a page of text, five images); fresh zoom runs keep the reading
-        Stage("search", ["interleaved", "review", "direct"], 400, lr=1e-3),
+        # interleaved runs are 3-4x longer (a page of text, five images): smaller batches, more steps;
+        # fresh zoom runs keep the reading
+        Stage("search", ["interleaved", "review", "direct"], 700, lr=1e-3, batch_size=8),
     ])
     batch_size: int = 16
     # evaluation sets: name -> (kind, level, modes, n tasks); every mode runs on the same tasks
@@ -177,10 +179,16 @@ def rollout(tasks: Sequence[dict[str, Any]], out_dir: str | Path, mode: str = "t
     return paths
 
 
-def _stage_done(stage_dir: Path, stage: Stage) -> dict[str, Any] | None:
-    """The record of a stage a previous (killed) run of the same build finished, else None."""
+def _stage_done(stage_dir: Path, stage: Stage, tokenizer_file: Path) -> dict[str, Any] | None:
+    """The record of a stage a previous (killed) run of the same build finished, else None.
+
+    The stage's model must have been trained with this build's tokenizer (it is trained on the kept
+    runs, so a change to the expert or the sets changes it) and for the same number of steps."""
     path = stage_dir / "losses.json"
-    if not (path.is_file() and (stage_dir / "model" / "config.json").is_file()):
+    saved = stage_dir / "model" / "tokenizer.json"
+    if not (path.is_file() and (stage_dir / "model" / "config.json").is_file() and saved.is_file()):
+        return None
+    if saved.read_bytes() != tokenizer_file.read_bytes():
         return None
     done = json.loads(path.read_text(encoding="utf-8"))
     return done if done.get("steps") == stage.steps and done.get("losses") else None
@@ -293,10 +301,12 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
     say("3/5 SFT, every parameter, in stages")
     curves: list[dict[str, Any]] = []
     step0 = 0
+    reuse = True
     for stage in plan.stages:
         t0 = time.monotonic()
         stage_dir = work / "sft" / stage.name
-        done = _stage_done(stage_dir, stage)
+        done = _stage_done(stage_dir, stage, init / "tokenizer.json") if reuse else None
+        reuse = done is not None  # a stage after a retrained one is trained again too
         if done is not None:  # a resumed build: this stage finished before
             say(f"stage {stage.name}: trained before ({stage.steps} steps), reusing {stage_dir / 'model'}")
             model = load(stage_dir / "model", progress=None).model
@@ -306,7 +316,7 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
             data = [e for name in stage.data for e in examples_of(name)]
             cfg = TrainConfig(model=str(init), output_dir=str(stage_dir), finetune="full",
                               learning_rate=stage.lr, warmup_steps=stage.warmup, max_steps=stage.steps,
-                              batch_size=plan.batch_size, seed=plan.seed, weight_decay=0.01, log_every=25,
+                              batch_size=stage.batch_size or plan.batch_size, seed=plan.seed, weight_decay=0.01, log_every=25,
                               max_grad_norm=1.0)
             trainer = Trainer(cfg, data, model, processor, progress=_StageProgress(say, stage.name))
             result = trainer.run()
@@ -319,7 +329,8 @@ def build_demo_model(out: str | Path, plan: BuildPlan | None = None, work: str |
             curves.append({"step": step0 + step, "stage": stage.name, "loss": loss})
         step0 += stage.steps
         record["stages"].append({"name": stage.name, "data": stage.data, "examples": n_examples,
-                                 "steps": stage.steps, "lr": stage.lr, "seconds": seconds,
+                                 "steps": stage.steps, "batch_size": stage.batch_size or plan.batch_size,
+                                 "lr": stage.lr, "seconds": seconds,
                                  "first_loss": losses[0], "last_loss": losses[-1]})
         record["timings"][f"sft/{stage.name}"] = seconds
     record["curve"] = curves

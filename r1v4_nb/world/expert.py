@@ -174,7 +174,7 @@ class ExpertModel:
                     + _call("image_search", {"image_paths": [query]}))
         text = _texts(messages)
         if step == 1:
-            url, _ = _top_match(text)
+            url = _top_url(text)
             if not url:
                 return "<think> The image search found nothing. </think>"
             return ("<think> I open the page of the best match. </think>"
@@ -196,16 +196,13 @@ def _shown_path(messages: list[dict[str, Any]]) -> str:
     return m[-1] if m else "show_1.png"
 
 
-_MATCH = re.compile(r'\[\d+\.1\] (.+?) \(similarity [\d.]+\)\s+(https?://[^\s"\\]+)')
+_MATCH = re.compile(r'\[\d+\.1\] .+? \(similarity [\d.]+\)\s+(https?://[^\s"\\]+)')
 
 
-def _top_match(text: str) -> tuple[str | None, str]:
-    """The best match of the last image search: its page URL and title."""
+def _top_url(text: str) -> str | None:
+    """The page URL of the best match of the last image search."""
     found = _MATCH.findall(text)
-    if not found:
-        return None, ""
-    title, url = found[-1]
-    return url, title
+    return found[-1] if found else None
 
 
 def _fact(text: str, label: str) -> str | None:
