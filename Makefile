@@ -33,12 +33,15 @@ extension: setup
 	$(BIN)/python scripts/labextension.py build
 
 # The trained default agent (a tiny Qwen3-VL-MoE built by `r1v4-nb build-demo-model`) deciding live, with
-# live tools: on the default task, then on a task generated with another seed. The hand-written
-# demonstrations are replayed by `r1v4-nb demo --replay [--mode deepresearch]`.
+# live tools: on the default task, then on a task generated with another seed, then on an interleaved task
+# (crop the inset, reverse-search it, visit the page, answer). The hand-written demonstrations are replayed
+# by `r1v4-nb demo --replay [--mode deepresearch]`.
 demo: setup
 	$(BIN)/r1v4-nb demo
 	@echo
 	$(BIN)/r1v4-nb demo --seed 7
+	@echo
+	$(BIN)/r1v4-nb demo --mode deepresearch
 
 # Browser tests drive Debian's chromium; install it when missing (CI runs as root).
 browser:

@@ -58,6 +58,14 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _reused(record: dict[str, Any]) -> str:
+    reused = record.get("reused") or []
+    if not reused:
+        return ""
+    return ("; this run resumed an earlier run of the same build and reused its finished work ("
+            + ", ".join(reused) + "): a reused stage's seconds are the ones it took then, reused runs took none")
+
+
 def write_card(folder: str | Path, record: dict[str, Any]) -> Path:
     """README.md of the model folder from the build record (build.json)."""
     folder = Path(folder)
@@ -67,12 +75,13 @@ def write_card(folder: str | Path, record: dict[str, Any]) -> Path:
              f"--seed {record['seed']}`: tasks from `r1v4_nb.world.tasks`, runs of the scripted expert "
              "(`r1v4_nb.world.expert`) with the real tools, the curation filters, then SFT of every parameter "
              "in a curriculum. It finds the plaque the question names by its colour in code, crops its text at "
-             "full resolution with the code tool and reads it; it is a demonstration of the pipeline, "
-             "not a general model.", "",
+             "full resolution with the code tool and reads it; on an interleaved task it finds the inset in "
+             "code, crops it, reverse-searches the crop, visits the best match's page and answers from it. "
+             "It is a demonstration of the pipeline, not a general model.", "",
              f"- parameters: {record.get('parameters', 0) / 1e6:.2f}M; images seen at up to 128x128 px "
              "(16 visual tokens; a 64x32 crop is 2)",
              f"- build time: {record['timings'].get('total', 0) / 60:.1f} min on CPU with "
-             f"{record.get('torch_threads', '?')} torch threads", "",
+             f"{record.get('torch_threads', '?')} torch thread(s)" + _reused(record), "",
              "## Evaluation (held-out seeds, real tools)", "",
              _row(["set", "mode", "tasks", "accuracy", "answered", "valid turns", "seed"]),
              _row(["---"] * 7)]

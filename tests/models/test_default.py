@@ -148,7 +148,7 @@ def test_demo_runs_the_default_agent_live_on_the_default_task_and_another_seed(t
     import subprocess
     import sys
 
-    for extra in ([], ["--seed", "7"]):
+    for extra in ([], ["--seed", "7"], ["--mode", "deepresearch"]):
         out = tmp_path / f"demo{len(extra)}.jsonl"
         r = subprocess.run([sys.executable, "-m", "r1v4_nb.cli", "demo", *extra, "--out", str(out)], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
@@ -161,3 +161,6 @@ def test_demo_runs_the_default_agent_live_on_the_default_task_and_another_seed(t
 
         traj = read(out)
         assert traj.header.model["backend"] == "hf" and traj.tool_steps[0].observation.images
+        if "deepresearch" in extra:  # the interleaved task: crop, reverse-search the crop, visit, answer
+            assert [s.call.name for s in traj.tool_steps] == ["code", "image_search", "web_visit"]
+            assert "(correct)" in r.stdout
