@@ -58,7 +58,7 @@ class BuildPlan:
     stages: list[Stage] = field(default_factory=lambda: [
         Stage("read-easy", ["read-easy"], 200, lr=1e-3),
         Stage("find-and-read", ["read-easy", "zoom", "direct"], 2600, lr=1e-3),
-        # interleaved runs are 3-4x longer (a page of text, five images); fresh zoom runs keep the reading.
+        # interleaved runs are 3-4x longer (a page of text, three images); fresh zoom runs keep the reading.
         # 700 steps of 8 reached 48% interleaved and 77.5% zoom; 600 of 16 60% and 80%
         Stage("search", ["interleaved", "review", "direct"], 600, lr=1e-3),
         # a lower learning rate on everything at once: zoom 80% -> 94%, interleaved 60% -> 80%
