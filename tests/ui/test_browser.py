@@ -18,7 +18,8 @@ TUTORIALS = ("02-thinking-with-images.ipynb", "03-deepsearch.ipynb", "05-small-s
 
 
 def _notebook(folder: Path, hostile: Path, demo: Path, photo: Path) -> Path:
-    slow_turn = "<think>" + "Looking at every part of the picture carefully. " * 200 + "</think><answer>late</answer>"
+    # long enough (over three minutes of streaming) that a cancel held up by a loaded machine still lands first
+    slow_turn = "<think>" + "Looking at every part of the picture carefully. " * 600 + "</think><answer>late</answer>"
     cells = [
         "%load_ext r1v4_nb",
         "from r1v4_nb.ui import api\n"
@@ -195,7 +196,7 @@ def test_stop_button_cancels_the_live_run(page):
     live.scroll_into_view_if_needed()
     _shot(page, "browser-live-streaming.png")
     live.locator(".r1v4-stop").click()
-    live.locator(".r1v4-st-cancelled").wait_for(timeout=30_000)
+    live.locator(".r1v4-st-cancelled").wait_for(timeout=90_000)
     assert live.locator(".r1v4-stop").count() == 0
     _shot(page, "browser-live-stopped.png")
     page.wait_for_timeout(1000)
